@@ -1,0 +1,281 @@
+"""The engine thread: owns the llama.cpp context and runs every sequence in one batch.
+
+Each step is one ``llama_decode`` holding the next token of every decoding sequence plus
+prompt chunks of sequences still reading their prompt, under a per-step token budget, so
+a long prompt never stalls running streams. A sequence whose consumer is not accepting
+is skipped (its KV stays); one whose consumer left, or that was cancelled, is dropped at
+the next step. The events of a step go out in one :data:`~model.events.Dispatch` call,
+which never blocks: the engine never waits on a client.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .events import Dispatch, Event, SequenceSink
+from .llama import Batch, LlamaContext, LlamaModel
+from .params import GenerationRequest
+from .sampling import Sampler
+from .sequence import Phase, Sequence, SequenceHandle
+
+__all__ = ["Engine", "EngineOptions", "EngineStats", "QueueFull"]
+
+_log = logging.getLogger("sluice.engine")
+
+
+class QueueFull(Exception):
+    """Every slot is busy and the wait queue is at its limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    #: Sequences decoded together; each has its own KV stream of ``ctx_size`` tokens.
+    slots: int = 4
+    #: Context per sequence (prompt plus completion), in tokens.
+    ctx_size: int = 4096
+    #: Tokens per decode step, shared by decoding sequences and prompt chunks.
+    batch_size: int = 512
+    threads: int = 2
+    #: Requests waiting for a slot before new ones are refused.
+    max_queue: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    active: int
+    queued: int
+    steps: int
+    slots: int
+    ctx_size: int
+
+
+class _Slot:
+    __slots__ = ("cached", "index", "sequence")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.sequence: Sequence | None = None
+        #: Tokens whose KV this slot holds, kept after a request ends for prefix reuse.
+        self.cached: list[int] = []
+
+
+def _common_prefix(a: list[int], b: tuple[int, ...]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Engine:
+    """Runs generation requests on one loaded model, many at a time."""
+
+    def __init__(self, model: LlamaModel, options: EngineOptions, dispatch: Dispatch) -> None:
+        self.model = model
+        self.options = options
+        self._dispatch = dispatch
+        self._ctx = LlamaContext(
+            model,
+            n_ctx_seq=options.ctx_size,
+            n_seq=options.slots,
+            n_batch=options.batch_size,
+            n_threads=options.threads,
+        )
+        self.ctx_size = self._ctx.n_ctx_seq
+        self._batch = Batch(options.batch_size)
+        self._slots = [_Slot(i) for i in range(options.slots)]
+        self._queue: deque[Sequence] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._steps = 0
+        self._thread = threading.Thread(target=self._run, name="sluice-engine", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the thread; sequences still running end with ``cancelled``."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._batch.close()
+        self._ctx.close()
+
+    def submit(self, request: GenerationRequest, sink: SequenceSink) -> SequenceHandle:
+        """Queue a request; events go to ``sink`` through the engine's dispatch.
+
+        Thread-safe and non-blocking. Raises :class:`QueueFull` when the wait queue is full.
+        The prompt must already fit: ``len(request.prompt) < ctx_size``.
+        """
+        if not 0 < len(request.prompt) < self.ctx_size:
+            raise ValueError(f"prompt of {len(request.prompt)} tokens does not fit the context")
+        handle = SequenceHandle(self.wake)
+        sequence = Sequence(request, sink, handle, self.model.piece)
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the engine is stopped")
+            waiting = len(self._queue)
+            free = sum(1 for slot in self._slots if slot.sequence is None)
+            if waiting >= free + self.options.max_queue:
+                raise QueueFull(f"{waiting} requests already wait for a slot")
+            self._queue.append(sequence)
+            self._cond.notify()
+        return handle
+
+    def wake(self) -> None:
+        """Tell the engine a consumer resumed, left or cancelled. Thread-safe, non-blocking."""
+        with self._cond:
+            self._cond.notify()
+
+    def stats(self) -> EngineStats:
+        with self._cond:
+            active = sum(1 for slot in self._slots if slot.sequence is not None)
+            queued = len(self._queue)
+        return EngineStats(active, queued, self._steps, self.options.slots, self.ctx_size)
+
+    # -- engine thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    break
+                if not self._has_work():
+                    # Paused sequences resume through wake(); the timeout is a safety net.
+                    self._cond.wait(timeout=1.0)
+                    continue
+            events: list[tuple[SequenceSink, Event]] = []
+            try:
+                self._step(events)
+            except Exception:
+                _log.exception("decode step failed; ending the sequences in it")
+                events.extend(self._fail_all("internal error while generating"))
+            if events:
+                self._dispatch(events)
+        events = []
+        for sequence in self._running():
+            events.extend((sequence.sink, e) for e in sequence.finish("cancelled"))
+            self._release(sequence)
+        for sequence in self._queue:
+            events.extend((sequence.sink, e) for e in sequence.finish("cancelled"))
+        self._queue.clear()
+        if events:
+            self._dispatch(events)
+
+    def _running(self) -> Iterator[Sequence]:
+        return (slot.sequence for slot in self._slots if slot.sequence is not None)
+
+    def _has_work(self) -> bool:
+        if any(s.handle.cancelled or s.sink.gone for s in self._queue):
+            return True
+        if self._queue and any(slot.sequence is None for slot in self._slots):
+            return True
+        return any(
+            s.sink.accepting or s.sink.gone or s.handle.cancelled for s in self._running()
+        )
+
+    def _step(self, events: list[tuple[SequenceSink, Event]]) -> None:
+        self._drop_departed(events)
+        self._admit()
+        batch = self._batch
+        batch.clear()
+        sampled: list[tuple[_Slot, Sequence, int]] = []
+        for slot, sequence in self._occupied():
+            if sequence.phase is Phase.DECODE and sequence.sink.accepting:
+                if batch.n == batch.capacity:
+                    break
+                index = batch.add(sequence.last_token, len(slot.cached), slot.index, True)
+                slot.cached.append(sequence.last_token)
+                sampled.append((slot, sequence, index))
+        for slot, sequence in self._occupied():
+            budget = batch.capacity - batch.n
+            if budget <= 0:
+                break
+            if sequence.phase is not Phase.PROMPT:
+                continue
+            start = sequence.prompt_pos
+            chunk = sequence.prompt[start : start + budget]
+            for offset, token in enumerate(chunk):
+                index = batch.add(token, start + offset, slot.index, False)
+            slot.cached.extend(chunk)
+            sequence.prompt_pos += len(chunk)
+            if sequence.prompt_pos == len(sequence.prompt):
+                batch.raw.logits[index] = True
+                sampled.append((slot, sequence, index))
+        if batch.n == 0:
+            return
+        rc = self._ctx.decode(batch)
+        self._steps += 1
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc} for a batch of {batch.n} tokens")
+        for slot, sequence, index in sampled:
+            assert sequence.sampler is not None
+            token = sequence.sampler.sample(self._ctx.ptr, index)
+            sequence.phase = Phase.DECODE
+            room = self.ctx_size - len(slot.cached)
+            produced = sequence.on_token(token, eog=self.model.is_eog(token), room=room)
+            events.extend((sequence.sink, e) for e in produced)
+            if sequence.phase is Phase.DONE:
+                self._release(sequence)
+
+    def _occupied(self) -> Iterator[tuple[_Slot, Sequence]]:
+        return ((slot, slot.sequence) for slot in self._slots if slot.sequence is not None)
+
+    def _drop_departed(self, events: list[tuple[SequenceSink, Event]]) -> None:
+        for sequence in list(self._running()):
+            if sequence.sink.gone or sequence.handle.cancelled:
+                events.extend((sequence.sink, e) for e in sequence.finish("cancelled"))
+                self._release(sequence)
+        with self._cond:
+            departed = [s for s in self._queue if s.sink.gone or s.handle.cancelled]
+            for sequence in departed:
+                self._queue.remove(sequence)
+        for sequence in departed:
+            events.extend((sequence.sink, e) for e in sequence.finish("cancelled"))
+
+    def _admit(self) -> None:
+        while True:
+            free = [slot for slot in self._slots if slot.sequence is None]
+            if not free:
+                return
+            with self._cond:
+                if not self._queue:
+                    return
+                sequence = self._queue.popleft()
+            prompt = sequence.prompt
+            # Prefer the free slot whose cached KV shares the longest prefix with this
+            # prompt (the next turn of a chat); at least one prompt token is always read
+            # so the step produces logits for it.
+            slot = max(free, key=lambda s: (_common_prefix(s.cached, prompt), -len(s.cached)))
+            reuse = min(_common_prefix(slot.cached, prompt), len(prompt) - 1)
+            self._ctx.forget(slot.index, reuse)
+            del slot.cached[reuse:]
+            slot.sequence = sequence
+            sequence.slot = slot.index
+            sequence.prompt_pos = reuse
+            sequence.cached_tokens = reuse
+            sequence.sampler = Sampler(sequence.request.sampling, self.model.n_vocab)
+            sequence.phase = Phase.PROMPT
+
+    def _release(self, sequence: Sequence) -> None:
+        # The slot keeps its KV (and ``cached`` says exactly what it holds) for prefix reuse.
+        self._slots[sequence.slot].sequence = None
+        if sequence.sampler is not None:
+            sequence.sampler.close()
+            sequence.sampler = None
+
+    def _fail_all(self, message: str) -> list[tuple[SequenceSink, Event]]:
+        events: list[tuple[SequenceSink, Event]] = []
+        for slot, sequence in list(self._occupied()):
+            events.extend((sequence.sink, e) for e in sequence.finish("error", message))
+            self._release(sequence)
+            # After a failed decode the KV may not match ``cached``: start the slot afresh.
+            self._ctx.forget(slot.index, 0)
+            slot.cached = []
+        return events

@@ -1,0 +1,73 @@
+"""What a sequence tells its consumer, and what the engine needs from that consumer.
+
+These types are pure data: the HTTP side imports them without touching llama.cpp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+__all__ = [
+    "Delta",
+    "Dispatch",
+    "Event",
+    "FinishReason",
+    "Finished",
+    "SequenceSink",
+    "Usage",
+]
+
+#: ``stop`` and ``length`` are OpenAI's; the others end a stream early for a server reason.
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """New output text, and how many sampled tokens it accounts for."""
+
+    text: str
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    reason: FinishReason
+    usage: Usage
+    #: Set when ``reason == "error"``: a client-safe description.
+    message: str = ""
+
+
+Event = Delta | Finished
+
+
+class SequenceSink(Protocol):
+    """The consumer side of one sequence, as seen from the engine thread.
+
+    ``accepting`` is read by the engine thread before each step: when it is False the
+    sequence is paused (its KV stays) and other sequences carry on. ``gone`` tells the
+    engine the consumer left, so the sequence is dropped and its slot freed.
+    """
+
+    @property
+    def accepting(self) -> bool: ...
+
+    @property
+    def gone(self) -> bool: ...
+
+
+#: Hands one decode step's events to the consumers' side in one call. It is called from
+#: the engine thread, must be thread-safe and must never block.
+Dispatch = Callable[[Sequence[tuple[SequenceSink, Event]]], None]

@@ -1,0 +1,213 @@
+"""A typed, narrow skin over llama-cpp-python's low-level (ctypes) API.
+
+Only this module and the engine touch llama.cpp. Importing ``llama_cpp`` loads the native
+library, so callers import this module on the loading thread, not at service start-up.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+
+__all__ = ["Batch", "LlamaContext", "LlamaModel", "ModelLoadError", "gpu_offload_supported"]
+
+_log = logging.getLogger("sluice.llama")
+
+# ggml's log levels (ggml.h) -> logging levels; CONT continues the previous message.
+_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
+_CONT = 5
+
+
+class _LogState:
+    level = logging.INFO
+
+
+@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+def _log_callback(level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+    # llama.cpp is chatty while loading; route it through logging so the service's log
+    # level decides, instead of llama-cpp-python's default of printing everything.
+    if level != _CONT:
+        _LogState.level = _LEVELS.get(level, logging.DEBUG)
+    message = text.decode("utf-8", "replace").rstrip()
+    if message:
+        _log.log(_LogState.level, "%s", message)
+
+
+llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
+llama_cpp.llama_backend_init()
+
+
+class ModelLoadError(Exception):
+    """llama.cpp could not load the model or create a context; the message says which."""
+
+
+def gpu_offload_supported() -> bool:
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+class LlamaModel:
+    """Loaded weights and vocabulary; safe to read from several threads."""
+
+    def __init__(self, path: Path, *, n_gpu_layers: int = -1) -> None:
+        params = llama_cpp.llama_model_default_params()
+        # -1 means "all layers"; llama.cpp takes any number larger than the layer count.
+        params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
+        ptr = llama_cpp.llama_model_load_from_file(os.fsencode(path), params)
+        if not ptr:
+            raise ModelLoadError(f"llama.cpp could not load {path} (see the log above)")
+        self.path = path
+        self._ptr: Any = ptr
+        self.vocab: Any = llama_cpp.llama_model_get_vocab(ptr)
+        self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
+        self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(ptr))
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+        self.bos = int(llama_cpp.llama_vocab_bos(self.vocab))
+        self.eos = int(llama_cpp.llama_vocab_eos(self.vocab))
+        self._piece_buf = ctypes.create_string_buffer(256)
+
+    @property
+    def ptr(self) -> Any:
+        return self._ptr
+
+    def close(self) -> None:
+        if self._ptr:
+            llama_cpp.llama_model_free(self._ptr)
+            self._ptr = None
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(4096)
+        n = llama_cpp.llama_model_meta_val_str(self._ptr, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):
+            buf = ctypes.create_string_buffer(n + 1)
+            llama_cpp.llama_model_meta_val_str(self._ptr, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace")
+
+    @property
+    def chat_template(self) -> str | None:
+        raw = llama_cpp.llama_model_chat_template(self._ptr, None)
+        return raw.decode("utf-8", "replace") if raw else None
+
+    def token_text(self, token: int) -> str:
+        """The token as written in the vocabulary (special tokens included)."""
+        if token < 0:
+            return ""
+        return self.piece(token, special=True).decode("utf-8", "replace")
+
+    def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        tokens = (llama_cpp.llama_token * capacity)()
+        n = llama_cpp.llama_tokenize(
+            self.vocab, data, len(data), tokens, capacity, add_special, parse_special
+        )
+        if n < 0:  # capacity too small: -n is the size needed
+            capacity = -n
+            tokens = (llama_cpp.llama_token * capacity)()
+            n = llama_cpp.llama_tokenize(
+                self.vocab, data, len(data), tokens, capacity, add_special, parse_special
+            )
+        return list(tokens[:n])
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        """Raw bytes of one token; may be part of a multi-byte UTF-8 character.
+
+        Not thread-safe (shared buffer): the engine thread is the only caller on the hot path.
+        """
+        buf = self._piece_buf
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            bigger = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, bigger, -n, 0, special)
+            return bigger.raw[:n]
+        return buf.raw[:n]
+
+    def is_eog(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+
+class LlamaContext:
+    """One llama.cpp context: the KV cache of every slot. Owned by the engine thread."""
+
+    def __init__(
+        self,
+        model: LlamaModel,
+        *,
+        n_ctx_seq: int,
+        n_seq: int,
+        n_batch: int,
+        n_threads: int,
+    ) -> None:
+        params = llama_cpp.llama_context_default_params()
+        # Each sequence gets its own KV stream of n_ctx_seq cells: one slot can never
+        # starve another of cache, and a request's limit is the same whatever else runs.
+        params.n_ctx = n_ctx_seq * n_seq
+        params.n_seq_max = n_seq
+        params.kv_unified = False
+        params.n_batch = n_batch
+        params.n_ubatch = min(n_batch, 512)
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.no_perf = True
+        ptr = llama_cpp.llama_init_from_model(model.ptr, params)
+        if not ptr:
+            raise ModelLoadError(
+                f"llama.cpp could not create a context of {n_seq} x {n_ctx_seq} tokens "
+                "(out of memory? try a smaller --ctx-size or fewer --slots)"
+            )
+        self._ptr: Any = ptr
+        self.memory: Any = llama_cpp.llama_get_memory(ptr)
+        self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(ptr))
+
+    @property
+    def ptr(self) -> Any:
+        return self._ptr
+
+    def decode(self, batch: Batch) -> int:
+        return int(llama_cpp.llama_decode(self._ptr, batch.raw))
+
+    def forget(self, seq_id: int, start: int = -1) -> None:
+        """Drop a sequence's KV cells from position ``start`` on (all of them by default)."""
+        llama_cpp.llama_memory_seq_rm(self.memory, seq_id, start, -1)
+
+    def close(self) -> None:
+        if self._ptr:
+            llama_cpp.llama_free(self._ptr)
+            self._ptr = None
+
+
+class Batch:
+    """A reusable ``llama_batch`` of at most ``capacity`` tokens, one sequence id each."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.raw: Any = llama_cpp.llama_batch_init(capacity, 0, 1)
+        self.n = 0
+
+    def clear(self) -> None:
+        self.n = 0
+        self.raw.n_tokens = 0
+
+    def add(self, token: int, pos: int, seq_id: int, logits: bool) -> int:
+        """Append one token; returns its index, which is where its logits land."""
+        i = self.n
+        raw = self.raw
+        raw.token[i] = token
+        raw.pos[i] = pos
+        raw.n_seq_id[i] = 1
+        raw.seq_id[i][0] = seq_id
+        raw.logits[i] = logits
+        self.n = i + 1
+        raw.n_tokens = self.n
+        return i
+
+    def close(self) -> None:
+        if self.raw is not None:
+            llama_cpp.llama_batch_free(self.raw)
+            self.raw = None

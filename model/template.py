@@ -1,0 +1,187 @@
+"""Chat templates: the Jinja programs that turn OpenAI-style messages into one prompt string.
+
+The template comes from the GGUF metadata, an override (builtin name, file path or inline Jinja),
+or the builtin ``plain``. Rendering matches Hugging Face ``apply_chat_template`` so its templates
+work unchanged: an immutable sandbox, ``trim_blocks`` and ``lstrip_blocks``, ``loopcontrols``, a
+``{% generation %}`` tag that renders its body, ``raise_exception(msg)``, ``strftime_now(fmt)``,
+a ``tojson`` that escapes neither HTML nor non-ASCII, and the variables ``messages``,
+``add_generation_prompt``, ``bos_token``, ``eos_token`` and ``tools``.
+
+``plain``, the documented generic format for base models without a template: the system text
+bare, then ``User: <text>`` / ``Assistant: <text>`` turns (any other role as ``Role: <text>``),
+all separated by one blank line, ending in ``Assistant:`` when a generation prompt is asked for;
+its stop string ``"\\nUser:"`` keeps the model from writing the user's next turn. Missing or null
+content renders as empty. Builtins ignore ``tools`` and never emit ``bos_token`` (the tokenizer
+adds BOS when the model's metadata asks for it).
+
+Deviation: ``tools`` is always defined, ``None`` when the request has none, because that is what
+``transformers`` passes and what templates are tested with.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, NoReturn
+
+import jinja2
+from jinja2 import nodes
+from jinja2.ext import Extension, loopcontrols
+from jinja2.parser import Parser
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+__all__ = ["ChatTemplate", "TemplateError", "load_chat_template"]
+
+_CHATML: Final = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message.role + '\\n' + (message.content or '') + '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+_PLAIN: Final = (
+    "{% for message in messages %}"
+    "{% if not loop.first %}{{ '\\n\\n' }}{% endif %}"
+    "{% if message.role == 'system' %}{{ message.content or '' }}"
+    "{% else %}{{ message.role | capitalize }}: {{ message.content or '' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{% if messages %}{{ '\\n\\n' }}{% endif %}Assistant:{% endif %}"
+)
+_BUILTINS: Final[Mapping[str, tuple[str, tuple[str, ...]]]] = {
+    "chatml": (_CHATML, ("<|im_end|>",)),
+    "plain": (_PLAIN, ("\nUser:",)),
+}
+
+
+class TemplateError(Exception):
+    """The chat template cannot be compiled or rendered (then client-facing); says why."""
+
+
+class _GenerationTag(Extension):
+    # transformers' AssistantTracker marks assistant spans for training masks; inference only
+    # needs the body, but without the tag such templates would not even compile.
+    tags = {"generation"}  # noqa: RUF012 - Extension declares it a plain set
+
+    def parse(self, parser: Parser) -> list[nodes.Node]:
+        next(parser.stream)
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
+def _raise_exception(message: str) -> NoReturn:
+    raise TemplateError(message)
+
+
+def _tojson(value: Any, indent: int | None = None, **options: Any) -> str:
+    # Jinja's own tojson HTML-escapes <, >, & and ', which would corrupt tool schemas in prompts.
+    return json.dumps(value, indent=indent, **{"ensure_ascii": False, **options})
+
+
+class ChatTemplate:
+    """A compiled chat template: ``source``, ``name`` (``gguf``, ``chatml``, ``plain``,
+    ``file:<path>``, ``inline``) and ``stop``, the extra stop strings it implies.
+
+    :raises TemplateError: the source does not compile.
+    """
+
+    __slots__ = ("_bos_token", "_eos_token", "_template", "name", "source", "stop")
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        name: str,
+        stop: tuple[str, ...] = (),
+        bos_token: str = "",
+        eos_token: str = "",
+    ) -> None:
+        self.source = source
+        self.name = name
+        self.stop = stop
+        self._bos_token = bos_token
+        self._eos_token = eos_token
+        env = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols, _GenerationTag]
+        )
+        env.filters["tojson"] = _tojson
+        env.globals["raise_exception"] = _raise_exception
+        env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+        try:
+            self._template = env.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"chat template {name!r} does not compile (line {exc.lineno}): {exc.message}"
+            ) from exc
+
+    def render(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        *,
+        add_generation_prompt: bool = True,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> str:
+        """Render ``messages`` (string or ``None`` content) into a prompt.
+
+        :raises TemplateError: the template rejects the messages (``raise_exception``), breaks
+            out of the sandbox, or fails at run time; the message is fit for the client.
+        """
+        context = {
+            "messages": list(messages),
+            "add_generation_prompt": add_generation_prompt,
+            "bos_token": self._bos_token,
+            "eos_token": self._eos_token,
+            "tools": None if tools is None else list(tools),
+        }
+        try:
+            return self._template.render(context)
+        except TemplateError:
+            raise
+        # Templates are code from the model file running on client data: their Python-level
+        # failures (None + str, a missing index) are rejected input, not server bugs.
+        except (jinja2.TemplateError, TypeError, ValueError, LookupError, ArithmeticError) as exc:
+            raise TemplateError(
+                f"chat template {self.name!r} cannot render these messages: {exc}"
+            ) from exc
+
+
+def load_chat_template(
+    gguf_template: str | None,
+    *,
+    override: str | None = None,
+    bos_token: str = "",
+    eos_token: str = "",
+) -> ChatTemplate:
+    """Choose and compile the chat template.
+
+    :param override: ``None`` for ``gguf_template`` (or builtin ``plain`` when that is missing),
+        else a builtin name (``chatml``, ``plain``), a template file's path, or inline Jinja.
+    :raises TemplateError: an unknown override, an unreadable file, or a template that does not
+        compile.
+    """
+    source, name, stop = _resolve(gguf_template, override)
+    return ChatTemplate(source, name=name, stop=stop, bos_token=bos_token, eos_token=eos_token)
+
+
+def _resolve(gguf_template: str | None, override: str | None) -> tuple[str, str, tuple[str, ...]]:
+    if override is None:
+        if gguf_template and gguf_template.strip():
+            return gguf_template, "gguf", ()
+        override = "plain"
+    if override in _BUILTINS:
+        return _BUILTINS[override][0], override, _BUILTINS[override][1]
+    # Checked before the file system: a long inline template is no path, and is_file() on it
+    # raises ENAMETOOLONG rather than returning False.
+    if "{%" in override or "{{" in override:
+        return override, "inline", ()
+    path = Path(override).expanduser()
+    try:
+        source = path.read_text(encoding="utf-8") if path.is_file() else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"cannot read chat template file {str(path)!r}: {exc}") from exc
+    if source is None:
+        choices = ", ".join(map(repr, _BUILTINS))
+        raise TemplateError(
+            f"unknown chat template {override!r}: expected one of {choices}, a path to an"
+            " existing template file, or an inline Jinja template (containing '{{' or '{%')"
+        )
+    return source, f"file:{path}", ()

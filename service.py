@@ -1,0 +1,457 @@
+"""Sluice: serve a local GGUF model to OpenAI clients. The only ASGI entry point.
+
+Run ``python service.py --help`` for the options, or ``hypercorn service:app`` with the
+same options as ``SLUICE_*`` environment variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from model.events import Finished
+from model.params import GenerationRequest
+from model.source import ModelSourceError, ResolvedModel, resolve_model
+from stream.bridge import Channel, LoopDispatch
+from stream.chunks import Shaper
+from stream.errors import (
+    APIError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    RateLimited,
+    Unavailable,
+)
+from stream.requests import ChatRequest, CompletionRequest, parse_chat, parse_completion, parse_json
+from stream.sse import SSEResponse, run_until_disconnect
+
+if TYPE_CHECKING:
+    from model.engine import Engine
+    from model.llama import LlamaModel
+    from model.template import ChatTemplate
+
+__all__ = ["Config", "Sluice", "main"]
+
+_log = logging.getLogger("sluice")
+
+SECONDS = 1.0
+MIB = 1024 * 1024
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting; CLI flags ``--ctx-size`` and env ``SLUICE_CTX_SIZE`` fill the same field."""
+
+    model: str | None = _opt(None, "GGUF path, 'owner/repo[:QUANT]' on the Hugging Face Hub, "
+                             "or nothing for the embedded SmolLM2-135M-Instruct")
+    model_file: str | None = _opt(None, "file name or quant pattern inside a Hub repo")
+    host: str = _opt("0.0.0.0", "address to listen on")
+    port: int = _opt(8000, "port to listen on")
+    ctx_size: int = _opt(0, "context per sequence in tokens (0: the model's, at most 4096)")
+    gpu_layers: int = _opt(-1, "layers to offload to the GPU (-1: all)")
+    threads: int = _opt(0, "CPU threads for llama.cpp (0: all cores)")
+    slots: int = _opt(4, "sequences generated at once")
+    batch_size: int = _opt(512, "tokens per decode step")
+    max_queue: int = _opt(64, "requests allowed to wait for a slot")
+    heartbeat_interval: float = _opt(15 * SECONDS, "seconds of silence before an SSE comment")
+    served_model_name: str | None = _opt(None, "model id shown to clients (default: file name)")
+    strict_model_names: bool = _opt(False, "answer 404 for a 'model' other than the served one")
+    chat_template: str | None = _opt(None, "'chatml', 'plain', a Jinja file or inline template")
+    max_body_size: int = _opt(8 * MIB, "largest request body accepted, in bytes")
+    stream_buffer: int = _opt(64, "events buffered per stream before its sequence pauses")
+    log_level: str = _opt("info", "debug, info, warning or error")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, str]) -> Config:
+        """Build from strings, e.g. ``os.environ`` with the ``SLUICE_`` prefix stripped."""
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = values.get(f.name)
+            if raw is not None:
+                kwargs[f.name] = _convert(f.name, f.default, raw)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Config:
+        prefix = "SLUICE_"
+        return cls.from_mapping(
+            {k[len(prefix) :].lower(): v for k, v in environ.items() if k.startswith(prefix)}
+        )
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Config:
+        base = cls.from_env(environ)
+        parser = argparse.ArgumentParser(prog="sluice", description=__doc__)
+        for f in dataclasses.fields(cls):
+            flag = "--" + f.name.replace("_", "-")
+            if f.default is False:
+                parser.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
+            else:
+                parser.add_argument(flag, metavar=f.name.upper(), help=f.metadata["help"])
+        given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+        try:
+            return cls._merge(base, given)
+        except ValueError as exc:
+            parser.error(str(exc))
+
+    @classmethod
+    def _merge(cls, base: Config, given: Mapping[str, Any]) -> Config:
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        changes = {
+            k: v if isinstance(v, bool) else _convert(k, defaults[k], v) for k, v in given.items()
+        }
+        return dataclasses.replace(base, **changes)
+
+
+def _convert(name: str, default: Any, raw: str) -> Any:
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+                raise ValueError(raw)
+            return raw.lower() in {"1", "true", "yes", "on"}
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"invalid value for {name}: {raw!r}") from None
+    return raw or None
+
+
+@dataclass(frozen=True)
+class _Runtime:
+    """Everything that exists once the model is loaded."""
+
+    model: LlamaModel
+    template: ChatTemplate
+    engine: Engine
+    name: str
+
+
+Handler = Callable[[Scope, Receive], Awaitable[ASGIApp]]
+
+
+class Sluice:
+    """The ASGI application: routes, errors, lifespan and the model's life."""
+
+    def __init__(self, config: Config, resolved: ResolvedModel | None = None) -> None:
+        self.config = config
+        self._resolved = resolved
+        self._runtime: _Runtime | None = None
+        self._failure: str | None = None
+        self.failed = asyncio.Event()
+        self._routes: dict[str, dict[str, Handler]] = {
+            "/health": {"GET": self._health},
+            "/ready": {"GET": self._ready},
+            "/v1/models": {"GET": self._models},
+            "/v1/chat/completions": {"POST": self._chat},
+            "/v1/completions": {"POST": self._completion},
+        }
+
+    @property
+    def runtime(self) -> _Runtime | None:
+        return self._runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    # -- lifespan ---------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        try:
+            resolved = self._resolved or await anyio.to_thread.run_sync(
+                resolve_model, self.config.model, self.config.model_file
+            )
+        except ModelSourceError as exc:
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        loop = asyncio.get_running_loop()
+        threading.Thread(
+            target=self._load, args=(resolved, loop), name="sluice-load", daemon=True
+        ).start()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        runtime = self._runtime
+        if runtime is not None:
+            await anyio.to_thread.run_sync(runtime.engine.close)
+        await send({"type": "lifespan.shutdown.complete"})
+
+    def _load(self, resolved: ResolvedModel, loop: asyncio.AbstractEventLoop) -> None:
+        # Runs on its own thread, so the server answers /health and /ready while loading.
+        from model.engine import Engine, EngineOptions
+        from model.llama import LlamaModel, ModelLoadError
+        from model.template import TemplateError, load_chat_template
+
+        config = self.config
+        try:
+            model = LlamaModel(resolved.path, n_gpu_layers=config.gpu_layers)
+            template = load_chat_template(
+                model.chat_template,
+                override=config.chat_template,
+                bos_token=model.token_text(model.bos),
+                eos_token=model.token_text(model.eos),
+            )
+            options = EngineOptions(
+                slots=config.slots,
+                ctx_size=config.ctx_size or min(model.n_ctx_train, 4096),
+                batch_size=config.batch_size,
+                threads=config.threads or os.cpu_count() or 1,
+                max_queue=config.max_queue,
+            )
+            engine = Engine(model, options, LoopDispatch(loop))
+        except (ModelLoadError, TemplateError) as exc:
+            self._failure = str(exc)
+            _log.error("sluice: error: %s", exc)
+            loop.call_soon_threadsafe(self.failed.set)
+            return
+        engine.start()
+        name = config.served_model_name or resolved.name
+        self._runtime = _Runtime(model, template, engine, name)
+        _log.info("ready: %s (%s) with %s", name, resolved.path, options)
+
+    # -- HTTP -------------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        try:
+            routes = self._routes.get(path)
+            if routes is None and path.startswith("/v1/models/"):
+                routes = {"GET": self._model}
+            if routes is None:
+                raise NotFound(f"Unknown request URL: {method} {path}.", code="unknown_url")
+            handler = routes.get(method)
+            if handler is None:
+                allow = ", ".join(routes)
+                raise MethodNotAllowed(
+                    f"Method {method} is not allowed for {path}; use {allow}.",
+                    code="method_not_allowed",
+                    headers={"allow": allow},
+                )
+            response = await handler(scope, receive)
+        except APIError as exc:
+            response = JSONResponse(exc.body(), exc.status, headers=exc.headers)
+        await response(scope, receive, send)
+
+    async def _body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise InvalidRequest("The client went away while sending the request.")
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > self.config.max_body_size:
+                raise APIError(
+                    f"The request body exceeds {self.config.max_body_size} bytes.",
+                    code="request_too_large",
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _serving(self, requested: str | None) -> _Runtime:
+        runtime = self._runtime
+        if runtime is None:
+            message = self._failure or "The model is still loading; retry shortly."
+            raise Unavailable(message, code="model_not_ready", headers={"retry-after": "5"})
+        if self.config.strict_model_names and requested not in (None, runtime.name):
+            raise NotFound(
+                f"The model '{requested}' does not exist; this server serves '{runtime.name}'.",
+                param="model",
+                code="model_not_found",
+            )
+        return runtime
+
+    async def _health(self, scope: Scope, receive: Receive) -> ASGIApp:
+        if self._failure:
+            return JSONResponse({"status": "failed", "error": self._failure}, 500)
+        return JSONResponse({"status": "ok"})
+
+    async def _ready(self, scope: Scope, receive: Receive) -> ASGIApp:
+        runtime = self._runtime
+        if runtime is None:
+            state = "failed" if self._failure else "loading"
+            return JSONResponse({"status": state}, 503, headers={"retry-after": "5"})
+        stats = runtime.engine.stats()
+        return JSONResponse({"status": "ready", "model": runtime.name, "engine": dataclasses.asdict(stats)})
+
+    def _model_object(self, runtime: _Runtime) -> dict[str, Any]:
+        return {"id": runtime.name, "object": "model", "created": 0, "owned_by": "sluice"}
+
+    async def _models(self, scope: Scope, receive: Receive) -> ASGIApp:
+        runtime = self._serving(None)
+        return JSONResponse({"object": "list", "data": [self._model_object(runtime)]})
+
+    async def _model(self, scope: Scope, receive: Receive) -> ASGIApp:
+        runtime = self._serving(None)
+        wanted = scope["path"][len("/v1/models/") :]
+        if wanted != runtime.name:
+            raise NotFound(f"The model '{wanted}' does not exist.", param="model", code="model_not_found")
+        return JSONResponse(self._model_object(runtime))
+
+    async def _chat(self, scope: Scope, receive: Receive) -> ASGIApp:
+        from model.template import TemplateError
+
+        request = parse_chat(parse_json(await self._body(receive)))
+        runtime = self._serving(request.model)
+        try:
+            text = runtime.template.render(request.messages)
+        except TemplateError as exc:
+            raise InvalidRequest(
+                f"The model's chat template rejected these messages: {exc}", param="messages"
+            ) from None
+        prompt = runtime.model.tokenize(text, add_special=True, parse_special=True)
+        bos = runtime.model.bos
+        if len(prompt) > 1 and prompt[0] == prompt[1] == bos:
+            prompt = prompt[1:]  # the template wrote BOS itself
+        return await self._generate(runtime, request, prompt, "messages", receive)
+
+    async def _completion(self, scope: Scope, receive: Receive) -> ASGIApp:
+        request = parse_completion(parse_json(await self._body(receive)))
+        runtime = self._serving(request.model)
+        if isinstance(request.prompt, str):
+            prompt = runtime.model.tokenize(request.prompt, add_special=True, parse_special=True)
+        else:
+            prompt = list(request.prompt)
+            bad = next((t for t in prompt if not 0 <= t < runtime.model.n_vocab), None)
+            if bad is not None:
+                raise InvalidRequest(
+                    f"Token id {bad} is outside the vocabulary (0 to {runtime.model.n_vocab - 1}).",
+                    param="prompt",
+                )
+        if not prompt:
+            raise InvalidRequest("The prompt is empty.", param="prompt")
+        return await self._generate(runtime, request, prompt, "prompt", receive)
+
+    async def _generate(
+        self,
+        runtime: _Runtime,
+        request: ChatRequest | CompletionRequest,
+        prompt: list[int],
+        param: str,
+        receive: Receive,
+    ) -> ASGIApp:
+        from model.engine import QueueFull
+
+        engine = runtime.engine
+        limit = engine.ctx_size
+        if len(prompt) >= limit:
+            raise InvalidRequest(
+                f"This model's maximum context length is {limit} tokens. However, your {param} "
+                f"resulted in {len(prompt)} tokens. Please reduce the length of the {param}.",
+                param=param,
+                code="context_length_exceeded",
+            )
+        room = limit - len(prompt)
+        wanted = request.max_tokens
+        generation = GenerationRequest(
+            prompt=tuple(prompt),
+            sampling=request.sampling,
+            max_tokens=room if wanted is None else min(wanted, room),
+            stop=request.stop + runtime.template.stop
+            if isinstance(request, ChatRequest)
+            else request.stop,
+            ignore_eos=request.ignore_eos,
+        )
+        kind = "chat" if isinstance(request, ChatRequest) else "completion"
+        shaper = Shaper(kind, runtime.name, include_usage=request.include_usage)
+        channel = Channel(self.config.stream_buffer, engine.wake)
+        try:
+            engine.submit(generation, channel)
+        except QueueFull as exc:
+            raise RateLimited(
+                f"The server is at capacity ({exc}); retry shortly.",
+                code="rate_limit_exceeded",
+                headers={"retry-after": "1"},
+            ) from None
+        if request.stream:
+            return SSEResponse(
+                channel.receive,
+                shaper.frame,
+                opening=shaper.opening(),
+                heartbeat_interval=self.config.heartbeat_interval,
+                on_close=channel.close,
+            )
+        try:
+            events = await run_until_disconnect(receive, channel.drain)
+        finally:
+            channel.close()
+        if events is None:
+            return Response(status_code=499)  # nobody is listening any more
+        finished = events[-1]
+        if isinstance(finished, Finished) and finished.reason in ("cancelled", "error"):
+            raise APIError(finished.message or "The generation was cancelled by the server.")
+        return JSONResponse(shaper.response(events))
+
+
+def __getattr__(name: str) -> Any:
+    # ``hypercorn service:app`` reads the app from this module; build it from the
+    # environment only then, so importing this module has no side effects.
+    if name == "app":
+        return Sluice(Config.from_env())
+    raise AttributeError(name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve until SIGINT or SIGTERM; exit 2 on a bad model spec, 1 if it fails to load."""
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config as HypercornConfig
+
+    config = Config.from_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        resolved = resolve_model(config.model, config.model_file)
+    except ModelSourceError as exc:
+        print(f"sluice: error: {exc}", file=sys.stderr)
+        return 2
+    app = Sluice(config, resolved)
+    hypercorn = HypercornConfig()
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    hypercorn.bind = [f"{host}:{config.port}"]
+    hypercorn.accesslog = logging.getLogger("sluice.access")
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        async def trigger() -> None:
+            waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(app.failed.wait())}
+            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in pending:
+                waiter.cancel()
+
+        await serve(app, hypercorn, shutdown_trigger=trigger)  # type: ignore[arg-type]
+        return 1 if app.failed.is_set() else 0
+
+    return asyncio.run(run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""OpenAI response shapes: streamed chunks and whole responses, chat and legacy completions."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any, Literal
+
+from model.events import Delta, Event, Finished, Usage
+
+from .errors import error_object
+from .sse import DONE, data_frame
+
+__all__ = ["Shaper", "usage_object"]
+
+Kind = Literal["chat", "completion"]
+
+#: How an engine finish reads to a client; ``cancelled`` only reaches one still listening
+#: when the server ended the generation (the client leaving ends the stream instead).
+_SERVER_ENDS = {"cancelled": "the generation was cancelled by the server", "error": ""}
+
+
+def usage_object(usage: Usage) -> dict[str, Any]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+    }
+
+
+class Shaper:
+    """Builds every object of one response (id, created and model fixed per response)."""
+
+    def __init__(self, kind: Kind, model: str, *, include_usage: bool = False) -> None:
+        self.kind = kind
+        self.model = model
+        self.include_usage = include_usage
+        prefix = "chatcmpl" if kind == "chat" else "cmpl"
+        self.id = f"{prefix}-{secrets.token_hex(12)}"
+        self.created = int(time.time())
+        self._object = "chat.completion.chunk" if kind == "chat" else "text_completion"
+
+    # -- streamed ---------------------------------------------------------------------
+
+    def _chunk(self, choice: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": self._object,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [choice],
+        }
+
+    def _choice(self, text: str | None, finish: str | None, *, role: bool = False) -> Any:
+        if self.kind == "completion":
+            return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+        delta: dict[str, Any] = {}
+        if role:
+            delta["role"] = "assistant"
+        if text is not None:
+            delta["content"] = text
+        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+    def opening(self) -> bytes:
+        """Sent with the headers: chat streams announce the role before any token."""
+        if self.kind != "chat":
+            return b""
+        return data_frame(self._chunk(self._choice("", None, role=True)))
+
+    def frame(self, event: Event) -> tuple[bytes, bool]:
+        """SSE bytes for one engine event, and whether the stream is complete."""
+        if isinstance(event, Delta):
+            if not event.text:
+                return b"", False
+            return data_frame(self._chunk(self._choice(event.text, None))), False
+        if event.reason in _SERVER_ENDS:
+            message = event.message or _SERVER_ENDS[event.reason]
+            return data_frame(error_object(message, "server_error")), True
+        body = data_frame(self._chunk(self._choice(None if self.kind == "chat" else "", event.reason)))
+        if self.include_usage:
+            usage_chunk = self._chunk({})
+            usage_chunk["choices"] = []
+            usage_chunk["usage"] = usage_object(event.usage)
+            body += data_frame(usage_chunk)
+        return body + DONE, True
+
+    # -- whole ------------------------------------------------------------------------
+
+    def response(self, events: list[Event]) -> dict[str, Any]:
+        """The non-streamed object; raises nothing, callers check for a server end first."""
+        text = "".join(e.text for e in events if isinstance(e, Delta))
+        finished = next(e for e in reversed(events) if isinstance(e, Finished))
+        if self.kind == "chat":
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finished.reason,
+            }
+            obj = "chat.completion"
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finished.reason}
+            obj = "text_completion"
+        return {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [choice],
+            "usage": usage_object(finished.usage),
+        }

@@ -1,0 +1,99 @@
+"""Start the real service (Hypercorn + the embedded model) on a free port, in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
+
+from model.source import ResolvedModel, resolve_model
+from service import Config, Sluice
+
+_EMBEDDED: list[ResolvedModel] = []
+
+
+def embedded_model() -> ResolvedModel:
+    if not _EMBEDDED:
+        _EMBEDDED.append(resolve_model(None))
+    return _EMBEDDED[0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningServer:
+    app: Sluice
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api(self) -> str:
+        return self.url + "/v1"
+
+    def engine_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = httpx.get(self.url + "/ready").json()["engine"]
+        return stats
+
+    def wait_idle(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Poll readiness until no sequence is active or queued; returns the last stats."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.engine_stats()
+            if stats["active"] == 0 and stats["queued"] == 0:
+                return stats
+            if time.monotonic() > deadline:
+                raise AssertionError(f"engine still busy after {timeout}s: {stats}")
+            time.sleep(0.02)
+
+
+@contextmanager
+def running_server(**overrides: Any) -> Iterator[RunningServer]:
+    port = free_port()
+    config = Config(host="127.0.0.1", port=port, **overrides)
+    app = Sluice(config, embedded_model())
+    hypercorn = HypercornConfig()
+    hypercorn.bind = [f"127.0.0.1:{port}"]
+    hypercorn.graceful_timeout = 1.0
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(serve(app, hypercorn, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+        loop.close()
+
+    thread = threading.Thread(target=run, name=f"sluice-test-{port}", daemon=True)
+    thread.start()
+    server = RunningServer(app, port)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(server.url + "/ready").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not become ready")
+        time.sleep(0.05)
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
