@@ -32,6 +32,7 @@ from stream.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
     RateLimited,
     Unavailable,
 )
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from model.llama import LlamaModel
     from model.template import ChatTemplate
 
-__all__ = ["Config", "Sluice", "main"]
+__all__ = ["Config", "Sluice", "app", "main"]
 
 _log = logging.getLogger("sluice")
 
@@ -59,8 +60,11 @@ def _opt(default: Any, help: str) -> Any:
 class Config:
     """Every setting; CLI flags ``--ctx-size`` and env ``SLUICE_CTX_SIZE`` fill the same field."""
 
-    model: str | None = _opt(None, "GGUF path, 'owner/repo[:QUANT]' on the Hugging Face Hub, "
-                             "or nothing for the embedded SmolLM2-135M-Instruct")
+    model: str | None = _opt(
+        None,
+        "GGUF path, 'owner/repo[:QUANT]' on the Hugging Face Hub, "
+        "or nothing for the embedded SmolLM2-135M-Instruct",
+    )
     model_file: str | None = _opt(None, "file name or quant pattern inside a Hub repo")
     host: str = _opt("0.0.0.0", "address to listen on")
     port: int = _opt(8000, "port to listen on")
@@ -102,7 +106,9 @@ class Config:
         for f in dataclasses.fields(cls):
             flag = "--" + f.name.replace("_", "-")
             if f.default is False:
-                parser.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
+                parser.add_argument(
+                    flag, action="store_true", default=None, help=f.metadata["help"]
+                )
             else:
                 parser.add_argument(flag, metavar=f.name.upper(), help=f.metadata["help"])
         given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
@@ -114,7 +120,7 @@ class Config:
     @classmethod
     def _merge(cls, base: Config, given: Mapping[str, Any]) -> Config:
         defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-        changes = {
+        changes: dict[str, Any] = {
             k: v if isinstance(v, bool) else _convert(k, defaults[k], v) for k, v in given.items()
         }
         return dataclasses.replace(base, **changes)
@@ -264,7 +270,7 @@ class Sluice:
             chunk: bytes = message.get("body", b"")
             size += len(chunk)
             if size > self.config.max_body_size:
-                raise APIError(
+                raise PayloadTooLarge(
                     f"The request body exceeds {self.config.max_body_size} bytes.",
                     code="request_too_large",
                 )
@@ -296,7 +302,9 @@ class Sluice:
             state = "failed" if self._failure else "loading"
             return JSONResponse({"status": state}, 503, headers={"retry-after": "5"})
         stats = runtime.engine.stats()
-        return JSONResponse({"status": "ready", "model": runtime.name, "engine": dataclasses.asdict(stats)})
+        return JSONResponse(
+            {"status": "ready", "model": runtime.name, "engine": dataclasses.asdict(stats)}
+        )
 
     def _model_object(self, runtime: _Runtime) -> dict[str, Any]:
         return {"id": runtime.name, "object": "model", "created": 0, "owned_by": "sluice"}
@@ -309,7 +317,9 @@ class Sluice:
         runtime = self._serving(None)
         wanted = scope["path"][len("/v1/models/") :]
         if wanted != runtime.name:
-            raise NotFound(f"The model '{wanted}' does not exist.", param="model", code="model_not_found")
+            raise NotFound(
+                f"The model '{wanted}' does not exist.", param="model", code="model_not_found"
+            )
         return JSONResponse(self._model_object(runtime))
 
     async def _chat(self, scope: Scope, receive: Receive) -> ASGIApp:
@@ -376,8 +386,11 @@ class Sluice:
             else request.stop,
             ignore_eos=request.ignore_eos,
         )
-        kind = "chat" if isinstance(request, ChatRequest) else "completion"
-        shaper = Shaper(kind, runtime.name, include_usage=request.include_usage)
+        shaper = Shaper(
+            "chat" if isinstance(request, ChatRequest) else "completion",
+            runtime.name,
+            include_usage=request.include_usage,
+        )
         channel = Channel(self.config.stream_buffer, engine.wake)
         try:
             engine.submit(generation, channel)
@@ -407,12 +420,9 @@ class Sluice:
         return JSONResponse(shaper.response(events))
 
 
-def __getattr__(name: str) -> Any:
-    # ``hypercorn service:app`` reads the app from this module; build it from the
-    # environment only then, so importing this module has no side effects.
-    if name == "app":
-        return Sluice(Config.from_env())
-    raise AttributeError(name)
+#: For ``hypercorn service:app``: configured from ``SLUICE_*`` variables. Building it is
+#: cheap; the model is found and loaded only when the server's lifespan starts.
+app = Sluice(Config.from_env())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

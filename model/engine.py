@@ -176,9 +176,7 @@ class Engine:
             return True
         if self._queue and any(slot.sequence is None for slot in self._slots):
             return True
-        return any(
-            s.sink.accepting or s.sink.gone or s.handle.cancelled for s in self._running()
-        )
+        return any(s.sink.accepting or s.sink.gone or s.handle.cancelled for s in self._running())
 
     def _step(self, events: list[tuple[SequenceSink, Event]]) -> None:
         self._drop_departed(events)

@@ -22,10 +22,9 @@ class Sampler:
         self._chain = chain
         add = llama_cpp.llama_sampler_chain_add
         if params.logit_bias:
-            biases = (llama_cpp.llama_logit_bias * len(params.logit_bias))()
-            for i, (token, bias) in enumerate(params.logit_bias.items()):
-                biases[i].token = token
-                biases[i].bias = bias
+            biases = (llama_cpp.llama_logit_bias * len(params.logit_bias))(
+                *(llama_cpp.llama_logit_bias(t, b) for t, b in params.logit_bias.items())
+            )
             add(chain, llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(biases), biases))
         if params.penalized:
             add(

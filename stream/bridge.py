@@ -14,6 +14,7 @@ Deviation: the hand-off uses asyncio's loop directly, since anyio offers no non-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -109,11 +110,9 @@ class LoopDispatch:
         self._loop = loop
 
     def __call__(self, batch: Sequence[tuple[SequenceSink, Event]]) -> None:
-        try:
+        # RuntimeError: the loop closed during shutdown, nobody is left to read these events.
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(_deliver, batch)
-        except RuntimeError:
-            # The loop closed during shutdown: nobody is left to read these events.
-            pass
 
 
 def _deliver(batch: Sequence[tuple[SequenceSink, Event]]) -> None:

@@ -78,7 +78,9 @@ class Shaper:
         if event.reason in _SERVER_ENDS:
             message = event.message or _SERVER_ENDS[event.reason]
             return data_frame(error_object(message, "server_error")), True
-        body = data_frame(self._chunk(self._choice(None if self.kind == "chat" else "", event.reason)))
+        body = data_frame(
+            self._chunk(self._choice(None if self.kind == "chat" else "", event.reason))
+        )
         if self.include_usage:
             usage_chunk = self._chunk({})
             usage_chunk["choices"] = []

@@ -6,6 +6,7 @@
      +- InvalidRequest       400 invalid_request_error
      +- NotFound             404 (routes, models)
      +- MethodNotAllowed     405
+ +- PayloadTooLarge      413
      +- Unavailable          503 (model still loading)
      +- RateLimited          429 (wait queue full), with Retry-After
 """
@@ -20,6 +21,7 @@ __all__ = [
     "InvalidRequest",
     "MethodNotAllowed",
     "NotFound",
+    "PayloadTooLarge",
     "RateLimited",
     "Unavailable",
     "error_object",
@@ -71,6 +73,11 @@ class NotFound(APIError):
 
 class MethodNotAllowed(APIError):
     status = 405
+    type = "invalid_request_error"
+
+
+class PayloadTooLarge(APIError):
+    status = 413
     type = "invalid_request_error"
 
 

@@ -124,7 +124,9 @@ def _integer(body: Mapping[str, Any], name: str, lo: int, hi: int | None = None)
         raise InvalidRequest(f"'{name}' must be an integer, got {_kind(value)}.", param=name)
     if value < lo or (hi is not None and value > hi):
         bound = f"at least {lo}" if hi is None else f"{lo} to {hi}"
-        raise InvalidRequest(f"{value} is not a valid value for '{name}': expected {bound}.", param=name)
+        raise InvalidRequest(
+            f"{value} is not a valid value for '{name}': expected {bound}.", param=name
+        )
     return value
 
 
@@ -154,9 +156,11 @@ def _logit_bias(body: Mapping[str, Any]) -> dict[int, float]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InvalidRequest("'logit_bias' must be an object of token id -> bias.", param="logit_bias")
+        raise InvalidRequest(
+            "'logit_bias' must be an object of token id -> bias.", param="logit_bias"
+        )
     bias: dict[int, float] = {}
-    for key, amount in value.items():
+    for key in value:
         if not (isinstance(key, str) and key.lstrip("-").isdigit()):
             raise InvalidRequest(f"Invalid token id {key!r} in 'logit_bias'.", param="logit_bias")
         bias[int(key)] = _number(value, key, 0.0, -100.0, 100.0)
@@ -250,7 +254,9 @@ def _messages(body: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
                 param=f"messages[{i}].role",
             )
         # Templates written for "system" rarely know "developer", its newer name.
-        parsed.append({"role": "system" if role == "developer" else role, "content": _content(message, i)})
+        parsed.append(
+            {"role": "system" if role == "developer" else role, "content": _content(message, i)}
+        )
     return tuple(parsed)
 
 
@@ -277,8 +283,10 @@ def parse_completion(body: dict[str, Any]) -> CompletionRequest:
     parsed: str | tuple[int, ...]
     if isinstance(prompt, str):
         parsed = prompt
-    elif isinstance(prompt, list) and prompt and all(
-        isinstance(t, int) and not isinstance(t, bool) for t in prompt
+    elif (
+        isinstance(prompt, list)
+        and prompt
+        and all(isinstance(t, int) and not isinstance(t, bool) for t in prompt)
     ):
         parsed = tuple(prompt)
     else:

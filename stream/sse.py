@@ -47,7 +47,11 @@ SSE_HEADERS: list[tuple[bytes, bytes]] = [
 
 def data_frame(payload: Any) -> bytes:
     """One ``data:`` frame. Compact JSON never contains a newline, so one line suffices."""
-    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    return (
+        b"data: "
+        + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        + b"\n\n"
+    )
 
 
 async def _until_disconnect(receive: Receive) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from .server import RunningServer
 
-HELLO = [{"role": "user", "content": "What is the capital of France?"}]
+HELLO: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is the capital of France?"}
+]
 
 
 def client(server: RunningServer) -> openai.OpenAI:
@@ -23,7 +26,10 @@ def test_models_lists_the_embedded_model(server: RunningServer) -> None:
 
 def test_chat_not_streamed(server: RunningServer) -> None:
     reply = client(server).chat.completions.create(
-        model="anything", messages=HELLO, temperature=0, max_tokens=20  # type: ignore[arg-type]
+        model="anything",
+        messages=HELLO,
+        temperature=0,
+        max_tokens=20,
     )
     choice = reply.choices[0]
     assert (choice.message.content or "").strip()
@@ -39,10 +45,13 @@ def test_chat_not_streamed(server: RunningServer) -> None:
 def test_chat_streamed_matches_not_streamed(server: RunningServer) -> None:
     sdk = client(server)
     whole = sdk.chat.completions.create(
-        messages=HELLO, temperature=0, max_tokens=24, model="m"  # type: ignore[arg-type]
+        messages=HELLO,
+        temperature=0,
+        max_tokens=24,
+        model="m",
     )
     stream = sdk.chat.completions.create(
-        messages=HELLO,  # type: ignore[arg-type]
+        messages=HELLO,
         temperature=0,
         max_tokens=24,
         model="m",
@@ -53,12 +62,15 @@ def test_chat_streamed_matches_not_streamed(server: RunningServer) -> None:
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
-    finals = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finals = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finals == [whole.choices[0].finish_reason]
     # include_usage: one extra last chunk with no choices and the usage.
     assert chunks[-1].choices == []
     assert chunks[-1].usage is not None
-    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens  # type: ignore[union-attr]
+    assert whole.usage is not None
+    assert chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
     assert all(c.usage is None for c in chunks[:-1])
     assert len({c.id for c in chunks}) == 1
 
@@ -72,7 +84,8 @@ def test_completion_streamed_and_not(server: RunningServer) -> None:
     streamed = list(parts)
     assert "".join(c.choices[0].text for c in streamed) == whole.choices[0].text
     assert whole.choices[0].text.strip()
-    assert whole.usage is not None and whole.usage.completion_tokens <= 12
+    assert whole.usage is not None
+    assert whole.usage.completion_tokens <= 12
     assert streamed[-1].choices[0].finish_reason == whole.choices[0].finish_reason
 
 
@@ -91,7 +104,7 @@ async def test_async_client_streams_concurrently(server: RunningServer) -> None:
     async with sdk:
         stream = await sdk.chat.completions.create(
             model="m",
-            messages=HELLO,  # type: ignore[arg-type]
+            messages=HELLO,
             temperature=0,
             max_tokens=16,
             stream=True,
@@ -100,7 +113,10 @@ async def test_async_client_streams_concurrently(server: RunningServer) -> None:
         async for chunk in stream:
             text += chunk.choices[0].delta.content or ""
         whole = await sdk.chat.completions.create(
-            model="m", messages=HELLO, temperature=0, max_tokens=16  # type: ignore[arg-type]
+            model="m",
+            messages=HELLO,
+            temperature=0,
+            max_tokens=16,
         )
     assert text == whole.choices[0].message.content
     assert text
@@ -113,6 +129,6 @@ def test_sdk_raises_clear_errors(server: RunningServer) -> None:
     assert bad.value.status_code == 400
     assert bad.value.param == "messages"
     with pytest.raises(openai.BadRequestError) as hot:
-        sdk.chat.completions.create(model="m", messages=HELLO, temperature=3)  # type: ignore[arg-type]
+        sdk.chat.completions.create(model="m", messages=HELLO, temperature=3)
     assert hot.value.param == "temperature"
     assert "temperature" in hot.value.message

@@ -48,10 +48,13 @@ def assert_well_formed(received: list[Frame]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("http2", [False, True], ids=["http1.1", "h2c"])
 def test_httpx_streams_over_http1_and_h2c(server: RunningServer, http2: bool) -> None:
     # http1=False with http2=True speaks HTTP/2 with prior knowledge over cleartext.
-    with httpx.Client(base_url=server.url, http1=not http2, http2=http2, timeout=60) as client:
-        with client.stream("POST", CHAT, json=chat_body(max_tokens=20, temperature=0)) as resp:
-            assert resp.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
-            received = list(frames(resp))
+    body = chat_body(max_tokens=20, temperature=0)
+    with (
+        httpx.Client(base_url=server.url, http1=not http2, http2=http2, timeout=60) as client,
+        client.stream("POST", CHAT, json=body) as resp,
+    ):
+        assert resp.http_version == ("HTTP/2" if http2 else "HTTP/1.1")
+        received = list(frames(resp))
     chunks = assert_well_formed(received)
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert "".join(content_of(c) for c in chunks)
@@ -79,9 +82,20 @@ def test_curl_streams(server: RunningServer) -> None:
         pytest.fail("curl is not installed (scripts/test expects it on the machine)")
     body = json.dumps(chat_body(max_tokens=12, temperature=0))
     out = subprocess.run(
-        [curl, "-sSN", "--fail-with-body", "-H", "content-type: application/json", "-d", body,
-         server.url + CHAT],
-        capture_output=True, text=True, timeout=60, check=True,
+        [
+            curl,
+            "-sSN",
+            "--fail-with-body",
+            "-H",
+            "content-type: application/json",
+            "-d",
+            body,
+            server.url + CHAT,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     lines = [line for line in out.split("\n") if line]
     assert lines[-1] == "data: [DONE]"
@@ -109,8 +123,9 @@ def test_heartbeats_while_queued_and_between_tokens() -> None:
         thread.join()
     kinds = [f.kind for f in queued]
     first_content = next(
-        i for i, f in enumerate(queued) if f.kind == "data" and f.text != "[DONE]"
-        and content_of(f.json())
+        i
+        for i, f in enumerate(queued)
+        if f.kind == "data" and f.text != "[DONE]" and content_of(f.json())
     )
     assert "comment" in kinds[:first_content], kinds
     assert all(f.text == "keep-alive" for f in queued if f.kind == "comment")
@@ -141,11 +156,13 @@ def test_disconnect_frees_the_engine(server: RunningServer) -> None:
 def test_http2_connection_close_frees_the_engine(server: RunningServer) -> None:
     server.wait_idle()
     body = chat_body(max_tokens=2000, temperature=0, ignore_eos=True)
-    with httpx.Client(base_url=server.url, http1=False, http2=True, timeout=60) as client:
-        with client.stream("POST", CHAT, json=body) as response:
-            for n, _ in enumerate(frames(response)):
-                if n == 3:
-                    break
+    with (
+        httpx.Client(base_url=server.url, http1=False, http2=True, timeout=60) as client,
+        client.stream("POST", CHAT, json=body) as response,
+    ):
+        for n, _ in enumerate(frames(response)):
+            if n == 3:
+                break
     # httpx does not reset a stream it stops reading; closing the client closes the
     # connection, which ends every stream on it.
     server.wait_idle(timeout=10)
@@ -163,11 +180,17 @@ def test_http2_rst_stream_frees_the_engine(server: RunningServer) -> None:
         def request(body: dict[str, Any]) -> int:
             stream_id: int = conn.get_next_available_stream_id()
             payload = json.dumps(body).encode()
-            conn.send_headers(stream_id, [
-                (":method", "POST"), (":path", CHAT), (":scheme", "http"),
-                (":authority", f"127.0.0.1:{server.port}"),
-                ("content-type", "application/json"), ("content-length", str(len(payload))),
-            ])
+            conn.send_headers(
+                stream_id,
+                [
+                    (":method", "POST"),
+                    (":path", CHAT),
+                    (":scheme", "http"),
+                    (":authority", f"127.0.0.1:{server.port}"),
+                    ("content-type", "application/json"),
+                    ("content-length", str(len(payload))),
+                ],
+            )
             conn.send_data(stream_id, payload, end_stream=True)
             sock.sendall(conn.data_to_send())
             return stream_id
