@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from typing import Any, Literal
@@ -40,6 +41,13 @@ class Shaper:
         self.id = f"{prefix}-{secrets.token_hex(12)}"
         self.created = int(time.time())
         self._object = "chat.completion.chunk" if kind == "chat" else "text_completion"
+        # A text chunk is the same bytes around a JSON string each time: build them once,
+        # leaving one json.dumps per token on the hot path.
+        marker = "\x00"
+        head, tail = data_frame(self._chunk(self._choice(marker, None))).split(
+            json.dumps(marker).encode()
+        )
+        self._text_head, self._text_tail = head, tail
 
     # -- streamed ---------------------------------------------------------------------
 
@@ -74,7 +82,8 @@ class Shaper:
         if isinstance(event, Delta):
             if not event.text:
                 return b"", False
-            return data_frame(self._chunk(self._choice(event.text, None))), False
+            text = json.dumps(event.text, ensure_ascii=False).encode()
+            return self._text_head + text + self._text_tail, False
         if event.reason in _SERVER_ENDS:
             message = event.message or _SERVER_ENDS[event.reason]
             return data_frame(error_object(message, "server_error")), True

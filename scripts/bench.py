@@ -1,0 +1,283 @@
+"""Sluice benchmark: the server against raw llama-cpp-python, in one run, as ratios.
+
+* raw: a tight low-level loop (llama_decode + greedy sampler) on the same GGUF, threads and
+  context size: the physical limit of this machine;
+* server: ``python service.py`` as deployed, one streamed /v1/completions at a time over HTTP;
+* cold start: launching the service to the first streamed token of the embedded model.
+
+Runs alternate raw / server with a fresh prompt each time (so no prefix cache helps either
+side) and report medians. Timings are wall clock: compare ratios, not absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from model.source import resolve_model  # noqa: E402
+
+PROMPT = "{n}. Once upon a time, in a small village by the sea, there lived an old fisherman who"
+
+
+@dataclass
+class Run:
+    ttft: float
+    tokens: int
+    decode_seconds: float
+
+    @property
+    def rate(self) -> float:
+        return (self.tokens - 1) / self.decode_seconds
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RawLoop:
+    """llama-cpp-python's low-level API with nothing around it."""
+
+    def __init__(self, path: Path, ctx_size: int, threads: int) -> None:
+        import llama_cpp
+
+        self.ll = llama_cpp
+        # Kept on self: llama.cpp calls it later, and a collected ctypes callback crashes.
+        self._quiet = llama_cpp.llama_log_callback(lambda *_: None)
+        llama_cpp.llama_log_set(self._quiet, ctypes.c_void_p(0))
+        llama_cpp.llama_backend_init()
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.n_gpu_layers = 0x7FFFFFFF
+        self.model = llama_cpp.llama_model_load_from_file(os.fsencode(path), mparams)
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = ctx_size
+        cparams.n_batch = 512
+        cparams.n_ubatch = 512
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        cparams.no_perf = True
+        self.ctx = llama_cpp.llama_init_from_model(self.model, cparams)
+        self.batch = llama_cpp.llama_batch_init(512, 0, 1)
+        self.sampler = llama_cpp.llama_sampler_chain_init(
+            llama_cpp.llama_sampler_chain_default_params()
+        )
+        llama_cpp.llama_sampler_chain_add(self.sampler, llama_cpp.llama_sampler_init_greedy())
+
+    def _set(self, tokens: list[int], start: int) -> None:
+        batch = self.batch
+        for i, token in enumerate(tokens):
+            batch.token[i] = token
+            batch.pos[i] = start + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = 0
+            batch.logits[i] = i == len(tokens) - 1
+        batch.n_tokens = len(tokens)
+
+    def run(self, prompt: str, n_tokens: int) -> Run:
+        ll = self.ll
+        ll.llama_memory_clear(ll.llama_get_memory(self.ctx), True)
+        start = time.perf_counter()
+        data = prompt.encode()
+        buf = (ll.llama_token * (len(data) + 8))()
+        n = ll.llama_tokenize(self.vocab, data, len(data), buf, len(buf), True, True)
+        tokens = list(buf[:n])
+        self._set(tokens, 0)
+        ll.llama_decode(self.ctx, self.batch)
+        token = ll.llama_sampler_sample(self.sampler, self.ctx, -1)
+        first = time.perf_counter()
+        pos = len(tokens)
+        for _ in range(n_tokens - 1):
+            self._set([token], pos)
+            pos += 1
+            ll.llama_decode(self.ctx, self.batch)
+            token = ll.llama_sampler_sample(self.sampler, self.ctx, -1)
+        end = time.perf_counter()
+        return Run(first - start, n_tokens, end - first)
+
+    def close(self) -> None:
+        ll = self.ll
+        ll.llama_sampler_free(self.sampler)
+        ll.llama_batch_free(self.batch)
+        ll.llama_free(self.ctx)
+        ll.llama_model_free(self.model)
+
+
+def stream_completion(port: int, prompt: str, n_tokens: int) -> Run:
+    """One streamed completion over a plain socket.
+
+    The client shares this machine's cores with the server, so it does as little as a
+    client can: timestamps each received SSE frame, parses only the usage chunk.
+    """
+    body = json.dumps(
+        {
+            "prompt": prompt,
+            "max_tokens": n_tokens,
+            "temperature": 0,
+            "ignore_eos": True,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    ).encode()
+    head = (
+        f"POST /v1/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    ).encode()
+    arrivals: list[float] = []
+    buffer = b""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        start = time.perf_counter()
+        sock.sendall(head + body)
+        while not buffer.endswith(b"0\r\n\r\n"):
+            data = sock.recv(65536)
+            if not data:
+                break
+            now = time.perf_counter()
+            # One timestamp per text frame that arrived in this read.
+            arrivals.extend([now] * data.count(b'"text":"'))
+            buffer += data
+    status = buffer.split(b"\r\n", 1)[0]
+    if b" 200 " not in status + b" ":
+        raise ConnectionError(f"server answered {status!r}")
+    usage = json.loads(buffer[buffer.index(b'"usage":') + 8 :].split(b"}}", 1)[0] + b"}}")
+    empty = buffer.count(b'"text":""')  # the final chunk carries finish_reason, no text
+    arrivals = arrivals[: len(arrivals) - empty]
+    return Run(arrivals[0] - start, int(usage["completion_tokens"]), arrivals[-1] - arrivals[0])
+
+
+def start_service(
+    args: argparse.Namespace, port: int, threads: int
+) -> tuple[subprocess.Popen[bytes], float]:
+    launched = time.perf_counter()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "service.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--threads",
+            str(threads),
+            "--ctx-size",
+            str(args.ctx_size),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return process, launched
+
+
+def cold_start(args: argparse.Namespace, threads: int) -> float:
+    """Seconds from exec to the first streamed token, asking as early as the port opens."""
+    port = free_port()
+    process, launched = start_service(args, port, threads)
+    try:
+        while True:
+            try:
+                run = stream_completion(port, PROMPT.format(n=0), 2)
+                return time.perf_counter() - launched - run.decode_seconds
+            except (OSError, ValueError):
+                if process.poll() is not None:
+                    raise RuntimeError("the service exited during start-up") from None
+                time.sleep(0.005)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait()
+
+
+def compare(args: argparse.Namespace, path: Path, threads: int) -> None:
+    """Alternate raw and server runs; ratios are taken per adjacent pair, then the median."""
+    raw = RawLoop(path, args.ctx_size, threads)
+    port = free_port()
+    process, _ = start_service(args, port, threads)
+    pairs: list[tuple[Run, Run]] = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
+            while True:
+                try:
+                    if client.get("/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+            raw.run(PROMPT.format(n=-1), 8)  # warm both sides up
+            stream_completion(port, PROMPT.format(n=-1), 8)
+            for n in range(args.runs):
+                raw_run = raw.run(PROMPT.format(n=n), args.tokens)
+                pairs.append((raw_run, stream_completion(port, PROMPT.format(n=n), args.tokens)))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait()
+        raw.close()
+
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    raw_rate, server_rate = med([r.rate for r, _ in pairs]), med([s.rate for _, s in pairs])
+    raw_ttft, server_ttft = med([r.ttft for r, _ in pairs]), med([s.ttft for _, s in pairs])
+    kept = med([s.rate / r.rate for r, s in pairs])
+    added = med([s.ttft - r.ttft for r, s in pairs])
+    print(
+        f"\n{threads} thread(s)             {'raw llama-cpp-python':>22}{'sluice (HTTP, SSE)':>22}"
+    )
+    print(f"{'time to first token':24}{raw_ttft * 1000:>19.1f} ms{server_ttft * 1000:>19.1f} ms")
+    print(f"{'decode tokens/s':24}{raw_rate:>22.1f}{server_rate:>22.1f}")
+    print(f"decode speed kept:      {kept:7.1%}   (median of paired runs; target >= 95%)")
+    print(f"added to first token:   {added * 1000:7.1f} ms (median of paired runs; target < 5 ms)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--tokens", type=int, default=128, help="tokens generated per run")
+    parser.add_argument("--runs", type=int, default=7, help="alternating runs per side")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        action="append",
+        help="llama.cpp threads, repeatable (default: all cores, and all but one)",
+    )
+    parser.add_argument("--ctx-size", type=int, default=4096)
+    parser.add_argument("--cold-starts", type=int, default=3)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    thread_counts = args.threads or sorted({cores, max(cores - 1, 1)}, reverse=True)
+
+    path = resolve_model(None).path
+    print(
+        f"model {path.name}, {cores} cores, context {args.ctx_size}, "
+        f"{args.tokens} tokens x {args.runs} runs per side"
+    )
+    colds = [cold_start(args, thread_counts[0]) for _ in range(args.cold_starts)]
+    print(
+        f"cold start, launch to first streamed token: {statistics.median(colds):.2f} s "
+        f"(runs: {', '.join(f'{c:.2f}' for c in colds)})"
+    )
+    for threads in thread_counts:
+        compare(args, path, threads)
+
+
+if __name__ == "__main__":
+    main()
