@@ -12,8 +12,10 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,9 +28,10 @@ from model.events import Finished
 from model.params import GenerationRequest
 from model.source import ModelSourceError, ResolvedModel, resolve_model
 from stream.bridge import Channel, LoopDispatch
-from stream.chunks import Shaper
+from stream.chunks import SERVER_ENDS, Shaper
 from stream.errors import (
     APIError,
+    DeadlineExceeded,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
@@ -40,6 +43,8 @@ from stream.requests import ChatRequest, CompletionRequest, parse_chat, parse_co
 from stream.sse import SSEResponse, run_until_disconnect
 
 if TYPE_CHECKING:
+    from hypercorn.config import Config as HypercornConfig
+
     from model.engine import Engine
     from model.llama import LlamaModel
     from model.template import ChatTemplate
@@ -49,7 +54,8 @@ __all__ = ["Config", "Sluice", "app", "main"]
 _log = logging.getLogger("sluice")
 
 SECONDS = 1.0
-MIB = 1024 * 1024
+KIB = 1024
+MIB = 1024 * KIB
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -73,12 +79,17 @@ class Config:
     threads: int = _opt(0, "CPU threads for llama.cpp (0: all cores)")
     slots: int = _opt(4, "sequences generated at once")
     batch_size: int = _opt(512, "tokens per decode step")
+    prefill_chunk: int = _opt(128, "prompt tokens read per step while others decode")
     max_queue: int = _opt(64, "requests allowed to wait for a slot")
+    request_timeout: float = _opt(600 * SECONDS, "default deadline of a request, queue included")
+    max_request_timeout: float = _opt(3600 * SECONDS, "longest deadline a request may ask for")
+    stall_timeout: float = _opt(30 * SECONDS, "seconds a client may read nothing before drop")
     heartbeat_interval: float = _opt(15 * SECONDS, "seconds of silence before an SSE comment")
     served_model_name: str | None = _opt(None, "model id shown to clients (default: file name)")
     strict_model_names: bool = _opt(False, "answer 404 for a 'model' other than the served one")
     chat_template: str | None = _opt(None, "'chatml', 'plain', a Jinja file or inline template")
     max_body_size: int = _opt(8 * MIB, "largest request body accepted, in bytes")
+    send_buffer: int = _opt(64 * KIB, "socket send buffer per connection, bytes (0: kernel's)")
     stream_buffer: int = _opt(64, "events buffered per stream before its sequence pauses")
     log_level: str = _opt("info", "debug, info, warning or error")
 
@@ -138,7 +149,8 @@ def _convert(name: str, default: Any, raw: str) -> Any:
             return float(raw)
     except ValueError:
         raise ValueError(f"invalid value for {name}: {raw!r}") from None
-    return raw or None
+    # An empty value unsets an optional setting; a required one keeps the string.
+    return raw if default is not None else raw or None
 
 
 @dataclass(frozen=True)
@@ -222,8 +234,10 @@ class Sluice:
                 slots=config.slots,
                 ctx_size=config.ctx_size or min(model.n_ctx_train, 4096),
                 batch_size=config.batch_size,
+                prefill_chunk=config.prefill_chunk,
                 threads=config.threads or os.cpu_count() or 1,
                 max_queue=config.max_queue,
+                stall_timeout=config.stall_timeout,
             )
             engine = Engine(model, options, LoopDispatch(loop))
         except (ModelLoadError, TemplateError) as exc:
@@ -375,8 +389,21 @@ class Sluice:
                 param=param,
                 code="context_length_exceeded",
             )
+        vocab = runtime.model.n_vocab
+        outside = next((t for t in request.sampling.logit_bias if t >= vocab), None)
+        if outside is not None:
+            raise InvalidRequest(
+                f"Token id {outside} in 'logit_bias' is outside the vocabulary (0 to {vocab - 1}).",
+                param="logit_bias",
+            )
         room = limit - len(prompt)
         wanted = request.max_tokens
+        timeout = self.config.request_timeout if request.timeout is None else request.timeout
+        if timeout > self.config.max_request_timeout:
+            raise InvalidRequest(
+                f"'timeout' may be at most {self.config.max_request_timeout:g} seconds.",
+                param="timeout",
+            )
         generation = GenerationRequest(
             prompt=tuple(prompt),
             sampling=request.sampling,
@@ -385,6 +412,7 @@ class Sluice:
             if isinstance(request, ChatRequest)
             else request.stop,
             ignore_eos=request.ignore_eos,
+            deadline=time.monotonic() + timeout,
         )
         shaper = Shaper(
             "chat" if isinstance(request, ChatRequest) else "completion",
@@ -395,6 +423,7 @@ class Sluice:
         try:
             engine.submit(generation, channel)
         except QueueFull as exc:
+            channel.close()
             raise RateLimited(
                 f"The server is at capacity ({exc}); retry shortly.",
                 code="rate_limit_exceeded",
@@ -415,8 +444,12 @@ class Sluice:
         if events is None:
             return Response(status_code=499)  # nobody is listening any more
         finished = events[-1]
-        if isinstance(finished, Finished) and finished.reason in ("cancelled", "error"):
-            raise APIError(finished.message or "The generation was cancelled by the server.")
+        if isinstance(finished, Finished) and finished.reason in SERVER_ENDS:
+            default, _, code = SERVER_ENDS[finished.reason]
+            error = {"deadline": DeadlineExceeded, "cancelled": Unavailable}.get(
+                finished.reason, APIError
+            )
+            raise error(finished.message or default, code=code)
         return JSONResponse(shaper.response(events))
 
 
@@ -425,10 +458,34 @@ class Sluice:
 app = Sluice(Config.from_env())
 
 
+def hypercorn_config(config: Config) -> HypercornConfig:
+    """Hypercorn settings for ``config``, listening on a socket Sluice makes itself.
+
+    Linux autotunes a connection's send buffer up to megabytes, which would swallow a
+    whole generation for a client that stopped reading, so its sequence would never pause.
+    Connections inherit the listening socket's fixed ``SO_SNDBUF`` instead.
+    """
+    from hypercorn.config import Config as HypercornConfig
+
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if config.send_buffer > 0:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.send_buffer)
+        sock.bind((config.host, config.port))
+        sock.listen(1024)
+    except OSError:
+        sock.close()
+        raise
+    hypercorn = HypercornConfig()
+    hypercorn.bind = [f"fd://{sock.detach()}"]  # Hypercorn owns (and closes) it now
+    return hypercorn
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGINT or SIGTERM; exit 2 on a bad model spec, 1 if it fails to load."""
     from hypercorn.asyncio import serve
-    from hypercorn.config import Config as HypercornConfig
 
     config = Config.from_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(
@@ -440,9 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sluice: error: {exc}", file=sys.stderr)
         return 2
     app = Sluice(config, resolved)
-    hypercorn = HypercornConfig()
-    host = f"[{config.host}]" if ":" in config.host else config.host
-    hypercorn.bind = [f"{host}:{config.port}"]
+    hypercorn = hypercorn_config(config)
     hypercorn.accesslog = logging.getLogger("sluice.access")
 
     async def run() -> int:

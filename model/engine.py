@@ -2,16 +2,19 @@
 
 Each step is one ``llama_decode`` holding the next token of every decoding sequence plus
 prompt chunks of sequences still reading their prompt, under a per-step token budget, so
-a long prompt never stalls running streams. A sequence whose consumer is not accepting
-is skipped (its KV stays); one whose consumer left, or that was cancelled, is dropped at
-the next step. The events of a step go out in one :data:`~model.events.Dispatch` call,
-which never blocks: the engine never waits on a client.
+a long prompt never stalls running streams. Requests wait in a bounded first-come,
+first-served queue for a free slot. A sequence whose consumer is not accepting is skipped
+(its KV stays) and dropped if that lasts past ``stall_timeout``; one whose consumer left,
+that was cancelled, or whose deadline passed ends at the next step. The events of a step
+go out in one :data:`~model.events.Dispatch` call, which never blocks: the engine never
+waits on a client.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,18 +42,32 @@ class EngineOptions:
     ctx_size: int = 4096
     #: Tokens per decode step, shared by decoding sequences and prompt chunks.
     batch_size: int = 512
+    #: Prompt tokens read per step while other sequences are decoding, so a long prompt
+    #: slows running streams by a bounded amount instead of stalling them.
+    prefill_chunk: int = 128
     threads: int = 2
     #: Requests waiting for a slot before new ones are refused.
     max_queue: int = 64
+    #: Seconds a paused sequence (its client not reading) keeps its slot before it is dropped.
+    stall_timeout: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
 class EngineStats:
     active: int
     queued: int
+    #: Decode steps so far: a clock that counts work, not seconds.
     steps: int
     slots: int
     ctx_size: int
+    #: Sequences that ever got a slot.
+    admitted: int
+    #: Times a sequence was paused because its client was not reading.
+    pauses: int
+    #: Sequences dropped because their client stopped reading for too long.
+    stalled: int
+    #: Sequences ended by their deadline.
+    expired: int
 
 
 class _Slot:
@@ -69,6 +86,9 @@ def _common_prefix(a: list[int], b: tuple[int, ...]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+Outbox = list[tuple[SequenceSink, Event]]
 
 
 class Engine:
@@ -92,6 +112,10 @@ class Engine:
         self._cond = threading.Condition()
         self._stopping = False
         self._steps = 0
+        self._admitted = 0
+        self._pauses = 0
+        self._stalled = 0
+        self._expired = 0
         self._thread = threading.Thread(target=self._run, name="sluice-engine", daemon=True)
 
     def start(self) -> None:
@@ -137,7 +161,17 @@ class Engine:
         with self._cond:
             active = sum(1 for slot in self._slots if slot.sequence is not None)
             queued = len(self._queue)
-        return EngineStats(active, queued, self._steps, self.options.slots, self.ctx_size)
+        return EngineStats(
+            active,
+            queued,
+            self._steps,
+            self.options.slots,
+            self.ctx_size,
+            self._admitted,
+            self._pauses,
+            self._stalled,
+            self._expired,
+        )
 
     # -- engine thread ----------------------------------------------------------------
 
@@ -147,19 +181,23 @@ class Engine:
                 if self._stopping:
                     break
                 if not self._has_work():
-                    # Paused sequences resume through wake(); the timeout is a safety net.
-                    self._cond.wait(timeout=1.0)
-                    continue
-            events: list[tuple[SequenceSink, Event]] = []
+                    # Nothing to decode: sleep until a submit or wake(), but look again
+                    # now and then while sequences exist, for deadlines and stalled clients.
+                    busy = self._queue or any(s.sequence for s in self._slots)
+                    self._cond.wait(timeout=0.1 if busy else None)
+            events: Outbox = []
             try:
-                self._step(events)
+                now = time.monotonic()
+                self._retire(events, now)
+                self._admit()
+                self._step(events, now)
             except Exception:
                 _log.exception("decode step failed; ending the sequences in it")
                 events.extend(self._fail_all("internal error while generating"))
             if events:
                 self._dispatch(events)
         events = []
-        for sequence in self._running():
+        for sequence in list(self._running()):
             events.extend((sequence.sink, e) for e in sequence.finish("cancelled"))
             self._release(sequence)
         for sequence in self._queue:
@@ -171,6 +209,9 @@ class Engine:
     def _running(self) -> Iterator[Sequence]:
         return (slot.sequence for slot in self._slots if slot.sequence is not None)
 
+    def _occupied(self) -> Iterator[tuple[_Slot, Sequence]]:
+        return ((slot, slot.sequence) for slot in self._slots if slot.sequence is not None)
+
     def _has_work(self) -> bool:
         if any(s.handle.cancelled or s.sink.gone for s in self._queue):
             return True
@@ -178,64 +219,36 @@ class Engine:
             return True
         return any(s.sink.accepting or s.sink.gone or s.handle.cancelled for s in self._running())
 
-    def _step(self, events: list[tuple[SequenceSink, Event]]) -> None:
-        self._drop_departed(events)
-        self._admit()
-        batch = self._batch
-        batch.clear()
-        sampled: list[tuple[_Slot, Sequence, int]] = []
-        for slot, sequence in self._occupied():
-            if sequence.phase is Phase.DECODE and sequence.sink.accepting:
-                if batch.n == batch.capacity:
-                    break
-                index = batch.add(sequence.last_token, len(slot.cached), slot.index, True)
-                slot.cached.append(sequence.last_token)
-                sampled.append((slot, sequence, index))
-        for slot, sequence in self._occupied():
-            budget = batch.capacity - batch.n
-            if budget <= 0:
-                break
-            if sequence.phase is not Phase.PROMPT:
-                continue
-            start = sequence.prompt_pos
-            chunk = sequence.prompt[start : start + budget]
-            for offset, token in enumerate(chunk):
-                index = batch.add(token, start + offset, slot.index, False)
-            slot.cached.extend(chunk)
-            sequence.prompt_pos += len(chunk)
-            if sequence.prompt_pos == len(sequence.prompt):
-                batch.raw.logits[index] = True
-                sampled.append((slot, sequence, index))
-        if batch.n == 0:
-            return
-        rc = self._ctx.decode(batch)
-        self._steps += 1
-        if rc != 0:
-            raise RuntimeError(f"llama_decode returned {rc} for a batch of {batch.n} tokens")
-        for slot, sequence, index in sampled:
-            assert sequence.sampler is not None
-            token = sequence.sampler.sample(self._ctx.ptr, index)
-            sequence.phase = Phase.DECODE
-            room = self.ctx_size - len(slot.cached)
-            produced = sequence.on_token(token, eog=self.model.is_eog(token), room=room)
-            events.extend((sequence.sink, e) for e in produced)
-            if sequence.phase is Phase.DONE:
-                self._release(sequence)
-
-    def _occupied(self) -> Iterator[tuple[_Slot, Sequence]]:
-        return ((slot, slot.sequence) for slot in self._slots if slot.sequence is not None)
-
-    def _drop_departed(self, events: list[tuple[SequenceSink, Event]]) -> None:
+    def _retire(self, events: Outbox, now: float) -> None:
+        """End sequences whose client left, whose deadline passed, or that stalled too long."""
+        stall = self.options.stall_timeout
         for sequence in list(self._running()):
+            produced: list[Event] = []
             if sequence.sink.gone or sequence.handle.cancelled:
-                events.extend((sequence.sink, e) for e in sequence.finish("cancelled"))
+                produced = sequence.finish("cancelled")
+            elif sequence.expired(now):
+                self._expired += 1
+                produced = sequence.finish("deadline", sequence.deadline_message())
+            elif sequence.paused_since is not None and now - sequence.paused_since > stall:
+                self._stalled += 1
+                message = f"the client read nothing for {stall:g} s; the generation was dropped"
+                produced = sequence.finish("cancelled", message)
+            if produced:
+                events.extend((sequence.sink, e) for e in produced)
                 self._release(sequence)
         with self._cond:
-            departed = [s for s in self._queue if s.sink.gone or s.handle.cancelled]
-            for sequence in departed:
+            leaving = [
+                s for s in self._queue if s.sink.gone or s.handle.cancelled or s.expired(now)
+            ]
+            for sequence in leaving:
                 self._queue.remove(sequence)
-        for sequence in departed:
-            events.extend((sequence.sink, e) for e in sequence.finish("cancelled"))
+        for sequence in leaving:
+            if sequence.expired(now):
+                self._expired += 1
+                produced = sequence.finish("deadline", sequence.deadline_message())
+            else:
+                produced = sequence.finish("cancelled")
+            events.extend((sequence.sink, e) for e in produced)
 
     def _admit(self) -> None:
         while True:
@@ -255,11 +268,64 @@ class Engine:
             self._ctx.forget(slot.index, reuse)
             del slot.cached[reuse:]
             slot.sequence = sequence
+            self._admitted += 1
             sequence.slot = slot.index
+            sequence.order = self._admitted
             sequence.prompt_pos = reuse
             sequence.cached_tokens = reuse
             sequence.sampler = Sampler(sequence.request.sampling, self.model.n_vocab)
             sequence.phase = Phase.PROMPT
+
+    def _step(self, events: Outbox, now: float) -> None:
+        batch = self._batch
+        batch.clear()
+        sampled: list[tuple[_Slot, Sequence, int]] = []
+        prompts: list[tuple[_Slot, Sequence]] = []
+        for slot, sequence in self._occupied():
+            if sequence.phase is Phase.PROMPT:
+                prompts.append((slot, sequence))
+            elif not sequence.sink.accepting:
+                # Paused: its KV stays, its slot stays, the others go on.
+                if sequence.paused_since is None:
+                    sequence.paused_since = now
+                    self._pauses += 1
+            elif batch.n < batch.capacity:
+                sequence.paused_since = None
+                index = batch.add(sequence.last_token, len(slot.cached), slot.index, True)
+                slot.cached.append(sequence.last_token)
+                sampled.append((slot, sequence, index))
+        budget = batch.capacity - batch.n
+        if sampled:
+            budget = min(budget, self.options.prefill_chunk)
+        # Prompts are read in admission order: first come, first served.
+        for slot, sequence in sorted(prompts, key=lambda p: p[1].order):
+            if budget <= 0:
+                break
+            start = sequence.prompt_pos
+            chunk = sequence.prompt[start : start + budget]
+            for offset, token in enumerate(chunk):
+                index = batch.add(token, start + offset, slot.index, False)
+            slot.cached.extend(chunk)
+            sequence.prompt_pos += len(chunk)
+            budget -= len(chunk)
+            if sequence.prompt_pos == len(sequence.prompt):
+                batch.raw.logits[index] = True
+                sampled.append((slot, sequence, index))
+        if batch.n == 0:
+            return
+        rc = self._ctx.decode(batch)
+        self._steps += 1
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc} for a batch of {batch.n} tokens")
+        for slot, sequence, index in sampled:
+            assert sequence.sampler is not None
+            token = sequence.sampler.sample(self._ctx.ptr, index)
+            sequence.phase = Phase.DECODE
+            room = self.ctx_size - len(slot.cached)
+            produced = sequence.on_token(token, eog=self.model.is_eog(token), room=room)
+            events.extend((sequence.sink, e) for e in produced)
+            if sequence.phase is Phase.DONE:
+                self._release(sequence)
 
     def _release(self, sequence: Sequence) -> None:
         # The slot keeps its KV (and ``cached`` says exactly what it holds) for prefix reuse.
@@ -268,8 +334,8 @@ class Engine:
             sequence.sampler.close()
             sequence.sampler = None
 
-    def _fail_all(self, message: str) -> list[tuple[SequenceSink, Event]]:
-        events: list[tuple[SequenceSink, Event]] = []
+    def _fail_all(self, message: str) -> Outbox:
+        events: Outbox = []
         for slot, sequence in list(self._occupied()):
             events.extend((sequence.sink, e) for e in sequence.finish("error", message))
             self._release(sequence)

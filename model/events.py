@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 #: ``stop`` and ``length`` are OpenAI's; the others end a stream early for a server reason.
-FinishReason = Literal["stop", "length", "cancelled", "error"]
+FinishReason = Literal["stop", "length", "cancelled", "deadline", "error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,7 @@ class Delta:
 class Finished:
     reason: FinishReason
     usage: Usage
-    #: Set when ``reason == "error"``: a client-safe description.
+    #: For the server's reasons (cancelled, deadline, error): a client-safe description.
     message: str = ""
 
 

@@ -51,3 +51,5 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     #: Keep going past end-of-generation tokens (benchmarks, and llama.cpp server parity).
     ignore_eos: bool = False
+    #: ``time.monotonic()`` after which the generation ends (queued or running).
+    deadline: float | None = None

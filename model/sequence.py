@@ -62,6 +62,10 @@ class Sequence:
         self.cached_tokens = 0
         self.generated = 0
         self.last_token = -1
+        #: Admission number, for first-come, first-served prompt reading.
+        self.order = 0
+        #: Engine clock when its consumer stopped accepting; None while it reads.
+        self.paused_since: float | None = None
         self._detokenizer = Detokenizer(piece)
         self._stop = StopMatcher(request.stop)
 
@@ -69,15 +73,24 @@ class Sequence:
     def prompt(self) -> tuple[int, ...]:
         return self.request.prompt
 
+    def expired(self, now: float) -> bool:
+        deadline = self.request.deadline
+        return deadline is not None and now >= deadline
+
+    def deadline_message(self) -> str:
+        where = "in the queue" if self.phase is Phase.QUEUED else f"after {self.generated} tokens"
+        return f"the request deadline passed {where}"
+
     def usage(self) -> Usage:
         return Usage(len(self.prompt), self.generated, self.cached_tokens)
 
     def on_token(self, token: int, *, eog: bool, room: int) -> list[Event]:
         """Account for one sampled token; ``room`` is how many more fit in the context."""
+        if eog and not self.request.ignore_eos:
+            # The end-of-generation token is not output: it is neither shown nor counted.
+            return self._end("stop", "")
         self.generated += 1
         self.last_token = token
-        if eog and not self.request.ignore_eos:
-            return self._end("stop", "")
         text, stopped = self._stop.push(self._detokenizer.push(token))
         if stopped:
             return self._events(text, "stop")

@@ -12,13 +12,17 @@ from model.events import Delta, Event, Finished, Usage
 from .errors import error_object
 from .sse import DONE, data_frame
 
-__all__ = ["Shaper", "usage_object"]
+__all__ = ["SERVER_ENDS", "Shaper", "usage_object"]
 
 Kind = Literal["chat", "completion"]
 
-#: How an engine finish reads to a client; ``cancelled`` only reaches one still listening
-#: when the server ended the generation (the client leaving ends the stream instead).
-_SERVER_ENDS = {"cancelled": "the generation was cancelled by the server", "error": ""}
+#: Engine finishes that are errors to a client: (default message, type, code). ``cancelled``
+#: only reaches a client still listening when the server ended the generation.
+SERVER_ENDS: dict[str, tuple[str, str, str | None]] = {
+    "cancelled": ("the generation was cancelled by the server", "server_error", None),
+    "deadline": ("the request deadline passed", "timeout", "deadline_exceeded"),
+    "error": ("internal error while generating", "server_error", None),
+}
 
 
 def usage_object(usage: Usage) -> dict[str, Any]:
@@ -52,7 +56,7 @@ class Shaper:
     # -- streamed ---------------------------------------------------------------------
 
     def _chunk(self, choice: dict[str, Any]) -> dict[str, Any]:
-        return {
+        chunk: dict[str, Any] = {
             "id": self.id,
             "object": self._object,
             "created": self.created,
@@ -60,6 +64,10 @@ class Shaper:
             "system_fingerprint": None,
             "choices": [choice],
         }
+        if self.include_usage:
+            # The API reference: with include_usage every other chunk has a null usage.
+            chunk["usage"] = None
+        return chunk
 
     def _choice(self, text: str | None, finish: str | None, *, role: bool = False) -> Any:
         if self.kind == "completion":
@@ -84,9 +92,9 @@ class Shaper:
                 return b"", False
             text = json.dumps(event.text, ensure_ascii=False).encode()
             return self._text_head + text + self._text_tail, False
-        if event.reason in _SERVER_ENDS:
-            message = event.message or _SERVER_ENDS[event.reason]
-            return data_frame(error_object(message, "server_error")), True
+        if event.reason in SERVER_ENDS:
+            default, kind, code = SERVER_ENDS[event.reason]
+            return data_frame(error_object(event.message or default, kind, code=code)), True
         body = data_frame(
             self._chunk(self._choice(None if self.kind == "chat" else "", event.reason))
         )

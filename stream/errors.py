@@ -8,6 +8,7 @@
      +- MethodNotAllowed     405
  +- PayloadTooLarge      413
      +- Unavailable          503 (model still loading)
+ +- DeadlineExceeded     504 (the request's deadline passed before it finished)
      +- RateLimited          429 (wait queue full), with Retry-After
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "APIError",
+    "DeadlineExceeded",
     "InvalidRequest",
     "MethodNotAllowed",
     "NotFound",
@@ -90,3 +92,8 @@ class RateLimited(APIError):
 class Unavailable(APIError):
     status = 503
     type = "server_error"
+
+
+class DeadlineExceeded(APIError):
+    status = 504
+    type = "timeout"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from .errors import InvalidRequest
 
 __all__ = ["ChatRequest", "CompletionRequest", "parse_chat", "parse_completion", "parse_json"]
 
+_TOKEN_ID = re.compile(r"[0-9]{1,10}")
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
 _ACCEPTED = {"user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
 _UNSUPPORTED = {
@@ -54,6 +56,7 @@ _COMMON = {
     "logit_bias",
     "logprobs",
     "ignore_eos",
+    "timeout",
 }
 _CHAT = _COMMON | {"messages", "max_completion_tokens", "response_format", "top_logprobs"}
 _COMPLETION = _COMMON | {"prompt"}
@@ -68,6 +71,8 @@ class _Common:
     stop: tuple[str, ...]
     sampling: SamplingParams
     ignore_eos: bool
+    #: Seconds this request may take, queue included (a Sluice extension); None: default.
+    timeout: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
         data = json.loads(body)
     except UnicodeDecodeError:
         raise InvalidRequest("The request body is not valid UTF-8.") from None
+    except RecursionError:
+        raise InvalidRequest("The JSON body of your request is nested too deeply.") from None
     except json.JSONDecodeError as exc:
         raise InvalidRequest(
             f"We could not parse the JSON body of your request ({exc.msg} at line {exc.lineno} "
@@ -103,15 +110,31 @@ def _kind(value: Any) -> str:
     )
 
 
-def _number(body: Mapping[str, Any], name: str, default: float, lo: float, hi: float) -> float:
+def _number(
+    body: Mapping[str, Any],
+    name: str,
+    default: float,
+    lo: float,
+    hi: float,
+    *,
+    param: str | None = None,
+    label: str | None = None,
+) -> float:
     value = body.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidRequest(f"'{name}' must be a number, got {_kind(value)}.", param=name)
-    if not lo <= value <= hi:
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidRequest(
-            f"{value} is not a valid value for '{name}': expected {lo} to {hi}.", param=name
+            f"'{label or name}' must be a number, got {_kind(value)}.", param=param or name
+        )
+    try:
+        finite = math.isfinite(float(value))
+    except OverflowError:  # a JSON integer too large for a float
+        finite = False
+    if not (finite and lo <= value <= hi):
+        raise InvalidRequest(
+            f"{value} is not a valid value for '{label or name}': expected {lo:g} to {hi:g}.",
+            param=param or name,
         )
     return float(value)
 
@@ -161,10 +184,20 @@ def _logit_bias(body: Mapping[str, Any]) -> dict[int, float]:
         )
     bias: dict[int, float] = {}
     for key in value:
-        if not (isinstance(key, str) and key.lstrip("-").isdigit()):
+        if not _TOKEN_ID.fullmatch(key):
             raise InvalidRequest(f"Invalid token id {key!r} in 'logit_bias'.", param="logit_bias")
-        bias[int(key)] = _number(value, key, 0.0, -100.0, 100.0)
+        label = f"logit_bias[{key!r}]"
+        bias[int(key)] = _number(value, key, 0.0, -100.0, 100.0, param="logit_bias", label=label)
     return bias
+
+
+def _timeout(body: Mapping[str, Any]) -> float | None:
+    if body.get("timeout") is None:
+        return None
+    value = _number(body, "timeout", 0.0, 0.0, math.inf)
+    if value <= 0:
+        raise InvalidRequest("'timeout' must be a positive number of seconds.", param="timeout")
+    return value
 
 
 def _common(body: dict[str, Any], allowed: set[str], max_tokens: int | None) -> dict[str, Any]:
@@ -212,6 +245,7 @@ def _common(body: dict[str, Any], allowed: set[str], max_tokens: int | None) -> 
         "stop": _stop(body),
         "sampling": sampling,
         "ignore_eos": _bool(body, "ignore_eos"),
+        "timeout": _timeout(body),
     }
 
 
@@ -247,7 +281,7 @@ def _messages(body: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
         if not isinstance(message, dict):
             raise InvalidRequest(f"'messages[{i}]' must be an object.", param=f"messages[{i}]")
         role = message.get("role")
-        if role not in _ROLES:
+        if not isinstance(role, str) or role not in _ROLES:
             raise InvalidRequest(
                 f"Invalid value for 'messages[{i}].role': {role!r}; expected one of "
                 f"{', '.join(sorted(_ROLES))}.",
@@ -270,7 +304,8 @@ def parse_chat(body: dict[str, Any]) -> ChatRequest:
         raise InvalidRequest("Sluice does not support 'top_logprobs' yet.", param="top_logprobs")
     messages = _messages(body)
     newer = _integer(body, "max_completion_tokens", 1)
-    max_tokens = newer if newer is not None else _integer(body, "max_tokens", 1)
+    older = _integer(body, "max_tokens", 1)  # checked even when the newer name wins
+    max_tokens = newer if newer is not None else older
     return ChatRequest(**_common(body, _CHAT, max_tokens), messages=messages)
 
 

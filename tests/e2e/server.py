@@ -13,10 +13,9 @@ from typing import Any
 
 import httpx
 from hypercorn.asyncio import serve
-from hypercorn.config import Config as HypercornConfig
 
 from model.source import ResolvedModel, resolve_model
-from service import Config, Sluice
+from service import Config, Sluice, hypercorn_config
 
 _EMBEDDED: list[ResolvedModel] = []
 
@@ -65,12 +64,14 @@ class RunningServer:
 
 @contextmanager
 def running_server(**overrides: Any) -> Iterator[RunningServer]:
-    port = free_port()
-    config = Config(host="127.0.0.1", port=port, **overrides)
+    config = Config(host="127.0.0.1", port=0, **overrides)
     app = Sluice(config, embedded_model())
-    hypercorn = HypercornConfig()
-    hypercorn.bind = [f"127.0.0.1:{port}"]
+    hypercorn = hypercorn_config(config)
     hypercorn.graceful_timeout = 1.0
+    # Port 0: the kernel picked a free port for the listening socket Sluice made.
+    fd = int(hypercorn.bind[0].removeprefix("fd://"))
+    with socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM) as listener:
+        port_number: int = listener.getsockname()[1]
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
 
@@ -79,9 +80,9 @@ def running_server(**overrides: Any) -> Iterator[RunningServer]:
         loop.run_until_complete(serve(app, hypercorn, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
         loop.close()
 
-    thread = threading.Thread(target=run, name=f"sluice-test-{port}", daemon=True)
+    thread = threading.Thread(target=run, name=f"sluice-test-{port_number}", daemon=True)
     thread.start()
-    server = RunningServer(app, port)
+    server = RunningServer(app, port_number)
     deadline = time.monotonic() + 60
     while True:
         try:
