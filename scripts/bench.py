@@ -12,6 +12,7 @@ side) and report medians. Timings are wall clock: compare ratios, not absolute f
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
 import json
 import os
@@ -164,7 +165,7 @@ def stream_completion(port: int, prompt: str, n_tokens: int) -> Run:
 
 
 def start_service(
-    args: argparse.Namespace, port: int, threads: int
+    args: argparse.Namespace, port: int, threads: int, *extra: str
 ) -> tuple[subprocess.Popen[bytes], float]:
     launched = time.perf_counter()
     process = subprocess.Popen(
@@ -181,6 +182,7 @@ def start_service(
             str(args.ctx_size),
             "--log-level",
             "warning",
+            *extra,
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -247,6 +249,90 @@ def compare(args: argparse.Namespace, path: Path, threads: int) -> None:
     print(f"added to first token:   {added * 1000:7.1f} ms (median of paired runs; target < 5 ms)")
 
 
+async def stream_async(port: int, prompt: str, n_tokens: int) -> Run:
+    """The lean client of :func:`stream_completion`, on asyncio, for concurrent streams."""
+    body = json.dumps(
+        {
+            "prompt": prompt,
+            "max_tokens": n_tokens,
+            "temperature": 0,
+            "ignore_eos": True,
+            "stream": True,
+        }
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    start = time.perf_counter()
+    writer.write(
+        f"POST /v1/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json"
+        f"\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
+        + body
+    )
+    arrivals: list[float] = []
+    buffer = b""
+    while data := await reader.read(65536):
+        arrivals.extend([time.perf_counter()] * data.count(b'"text":"'))
+        buffer += data
+    writer.close()
+    if b" 200 " not in buffer.split(b"\r\n", 1)[0] + b" ":
+        raise ConnectionError(buffer[:200])
+    arrivals = arrivals[: len(arrivals) - buffer.count(b'"text":""')]
+    return Run(arrivals[0] - start, len(arrivals), arrivals[-1] - arrivals[0])
+
+
+async def burst(port: int, prompts: list[str], n_tokens: int) -> list[Run | BaseException]:
+    jobs = (stream_async(port, prompt, n_tokens) for prompt in prompts)
+    return await asyncio.gather(*jobs, return_exceptions=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def sweep(args: argparse.Namespace, threads: int) -> None:
+    """Concurrent streams through the batching engine vs. the same load one at a time."""
+    levels = [int(c) for c in args.sweep.split(",")]
+    print(f"\nconcurrency sweep, {threads} thread(s), {args.sweep_tokens} tokens per stream")
+    print(
+        f"{'mode':>9}{'streams':>8}{'done':>6}{'aggregate tok/s':>17}{'per-stream tok/s':>18}"
+        f"{'TTFT p50':>11}{'TTFT p95':>11}"
+    )
+    for mode, slots in (("batched", max(levels)), ("serial", 1)):
+        port = free_port()
+        process, _ = start_service(
+            args, port, threads, "--slots", str(slots), "--max-queue", str(max(levels))
+        )
+        try:
+            wait_ready(port)
+            for level in levels:
+                prompts = [PROMPT.format(n=f"{level}.{i}") for i in range(level)]
+
+                began = time.perf_counter()
+                results = asyncio.run(burst(port, prompts, args.sweep_tokens))
+                wall = time.perf_counter() - began
+                runs = [r for r in results if isinstance(r, Run)]
+                total = sum(r.tokens for r in runs)
+                print(
+                    f"{mode:>9}{level:>8}{len(runs):>6}{total / wall:>17.1f}"
+                    f"{statistics.median(r.rate for r in runs):>18.1f}"
+                    f"{percentile([r.ttft for r in runs], 0.5) * 1000:>8.0f} ms"
+                    f"{percentile([r.ttft for r in runs], 0.95) * 1000:>8.0f} ms"
+                )
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait()
+
+
+def wait_ready(port: int) -> None:
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -261,6 +347,9 @@ def main() -> None:
     )
     parser.add_argument("--ctx-size", type=int, default=4096)
     parser.add_argument("--cold-starts", type=int, default=3)
+    parser.add_argument("--sweep", default="1,4,8,16", help="concurrent streams to try")
+    parser.add_argument("--sweep-tokens", type=int, default=64)
+    parser.add_argument("--only", choices=["single", "sweep"], help="run one part only")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     thread_counts = args.threads or sorted({cores, max(cores - 1, 1)}, reverse=True)
@@ -270,13 +359,16 @@ def main() -> None:
         f"model {path.name}, {cores} cores, context {args.ctx_size}, "
         f"{args.tokens} tokens x {args.runs} runs per side"
     )
-    colds = [cold_start(args, thread_counts[0]) for _ in range(args.cold_starts)]
-    print(
-        f"cold start, launch to first streamed token: {statistics.median(colds):.2f} s "
-        f"(runs: {', '.join(f'{c:.2f}' for c in colds)})"
-    )
-    for threads in thread_counts:
-        compare(args, path, threads)
+    if args.only != "sweep":
+        colds = [cold_start(args, thread_counts[0]) for _ in range(args.cold_starts)]
+        print(
+            f"cold start, launch to first streamed token: {statistics.median(colds):.2f} s "
+            f"(runs: {', '.join(f'{c:.2f}' for c in colds)})"
+        )
+        for threads in thread_counts:
+            compare(args, path, threads)
+    if args.only != "single":
+        sweep(args, thread_counts[0])
 
 
 if __name__ == "__main__":
