@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model.events import Finished
-from model.params import GenerationRequest
+from model.params import GenerationRequest, Grammar
 from model.source import ModelSourceError, ResolvedModel, resolve_model
 from stream.bridge import Channel, LoopDispatch
 from stream.chunks import SERVER_ENDS, Shaper
@@ -370,6 +370,31 @@ class Sluice:
             raise InvalidRequest("The prompt is empty.", param="prompt")
         return await self._generate(runtime, request, prompt, "prompt", receive)
 
+    def _grammar(
+        self, runtime: _Runtime, request: ChatRequest | CompletionRequest
+    ) -> Grammar | None:
+        fmt = request.response_format if isinstance(request, ChatRequest) else None
+        if fmt is None:
+            return None
+        from model.grammar import (
+            GrammarError,
+            check_grammar,
+            json_object_grammar,
+            json_schema_grammar,
+        )
+
+        param = "response_format"
+        try:
+            if fmt.type == "json_object":
+                grammar = json_object_grammar()
+            else:
+                param = "response_format.json_schema.schema"
+                grammar = json_schema_grammar(fmt.schema or {}, strict=fmt.strict)
+            check_grammar(grammar, runtime.model.vocab)
+        except GrammarError as exc:
+            raise InvalidRequest(f"Invalid response_format: {exc}", param=param) from None
+        return grammar
+
     async def _generate(
         self,
         runtime: _Runtime,
@@ -396,6 +421,12 @@ class Sluice:
                 f"Token id {outside} in 'logit_bias' is outside the vocabulary (0 to {vocab - 1}).",
                 param="logit_bias",
             )
+        if request.n > engine.options.slots:
+            raise InvalidRequest(
+                f"'n' may be at most {engine.options.slots} here (one slot per choice).",
+                param="n",
+            )
+        grammar = self._grammar(runtime, request)
         room = limit - len(prompt)
         wanted = request.max_tokens
         timeout = self.config.request_timeout if request.timeout is None else request.timeout
@@ -413,13 +444,18 @@ class Sluice:
             else request.stop,
             ignore_eos=request.ignore_eos,
             deadline=time.monotonic() + timeout,
+            n=request.n,
+            logprobs=request.logprobs,
+            grammar=grammar,
         )
         shaper = Shaper(
             "chat" if isinstance(request, ChatRequest) else "completion",
             runtime.name,
             include_usage=request.include_usage,
+            n=request.n,
+            logprobs=request.logprobs is not None,
         )
-        channel = Channel(self.config.stream_buffer, engine.wake)
+        channel = Channel(self.config.stream_buffer, engine.wake, finals=request.n)
         try:
             engine.submit(generation, channel)
         except QueueFull as exc:

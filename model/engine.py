@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from .events import Dispatch, Event, SequenceSink
 from .llama import Batch, LlamaContext, LlamaModel
+from .logprobs import token_logprob
 from .params import GenerationRequest
 from .sampling import Sampler
 from .sequence import Phase, Sequence, SequenceHandle
@@ -139,8 +140,12 @@ class Engine:
         """
         if not 0 < len(request.prompt) < self.ctx_size:
             raise ValueError(f"prompt of {len(request.prompt)} tokens does not fit the context")
+        if not 0 < request.n <= self.options.slots:
+            raise ValueError(f"n={request.n} choices need as many slots ({self.options.slots})")
         handle = SequenceHandle(self.wake)
-        sequence = Sequence(request, sink, handle, self.model.piece)
+        # Choice 0 reads the prompt; the others fork from it and share what it read.
+        group = [Sequence(request, sink, handle, self.model, i) for i in range(request.n)]
+        group[0].forks = group[1:]
         with self._cond:
             if self._stopping:
                 raise RuntimeError("the engine is stopped")
@@ -148,7 +153,7 @@ class Engine:
             free = sum(1 for slot in self._slots if slot.sequence is None)
             if waiting >= free + self.options.max_queue:
                 raise QueueFull(f"{waiting} requests already wait for a slot")
-            self._queue.append(sequence)
+            self._queue.append(group[0])
             self._cond.notify()
         return handle
 
@@ -242,24 +247,25 @@ class Engine:
             ]
             for sequence in leaving:
                 self._queue.remove(sequence)
-        for sequence in leaving:
-            if sequence.expired(now):
-                self._expired += 1
-                produced = sequence.finish("deadline", sequence.deadline_message())
-            else:
-                produced = sequence.finish("cancelled")
-            events.extend((sequence.sink, e) for e in produced)
+        for leader in leaving:
+            expired = leader.expired(now)
+            for sequence in (leader, *leader.forks):
+                if expired:
+                    self._expired += 1
+                    produced = sequence.finish("deadline", sequence.deadline_message())
+                else:
+                    produced = sequence.finish("cancelled")
+                events.extend((sequence.sink, e) for e in produced)
 
     def _admit(self) -> None:
         while True:
             free = [slot for slot in self._slots if slot.sequence is None]
-            if not free:
-                return
             with self._cond:
-                if not self._queue:
+                # A request is admitted with all its choices at once, in arrival order.
+                if not self._queue or len(free) < 1 + len(self._queue[0].forks):
                     return
-                sequence = self._queue.popleft()
-            prompt = sequence.prompt
+                leader = self._queue.popleft()
+            prompt = leader.prompt
             # Prefer the free slot whose cached KV shares the longest prefix with this
             # prompt (the next turn of a chat); at least one prompt token is always read
             # so the step produces logits for it.
@@ -267,14 +273,42 @@ class Engine:
             reuse = min(_common_prefix(slot.cached, prompt), len(prompt) - 1)
             self._ctx.forget(slot.index, reuse)
             del slot.cached[reuse:]
-            slot.sequence = sequence
-            self._admitted += 1
-            sequence.slot = slot.index
-            sequence.order = self._admitted
-            sequence.prompt_pos = reuse
-            sequence.cached_tokens = reuse
-            sequence.sampler = Sampler(sequence.request.sampling, self.model.n_vocab)
-            sequence.phase = Phase.PROMPT
+            free.remove(slot)
+            self._seat(leader, slot, Phase.PROMPT)
+            leader.prompt_pos = reuse
+            leader.cached_tokens = reuse
+            for fork in leader.forks:
+                self._seat(fork, free.pop(), Phase.FORK)
+
+    def _seat(self, sequence: Sequence, slot: _Slot, phase: Phase) -> None:
+        slot.sequence = sequence
+        self._admitted += 1
+        sequence.slot = slot.index
+        sequence.order = self._admitted
+        request = sequence.request
+        sequence.sampler = Sampler(
+            request.sampling,
+            self.model,
+            request.grammar,
+            choice=sequence.index,
+            history=request.prompt,
+        )
+        sequence.phase = phase
+
+    def _fork(self, leader: Sequence) -> list[Sequence]:
+        """Give the waiting choices a copy of the prompt the leader just read."""
+        source = self._slots[leader.slot]
+        forked = []
+        for fork in leader.forks:
+            if fork.phase is not Phase.FORK:
+                continue
+            target = self._slots[fork.slot]
+            self._ctx.copy(source.index, target.index)
+            target.cached = list(source.cached)
+            fork.prompt_pos = leader.prompt_pos
+            fork.cached_tokens = leader.cached_tokens
+            forked.append(fork)
+        return forked
 
     def _step(self, events: Outbox, now: float) -> None:
         batch = self._batch
@@ -284,6 +318,8 @@ class Engine:
         for slot, sequence in self._occupied():
             if sequence.phase is Phase.PROMPT:
                 prompts.append((slot, sequence))
+            elif sequence.phase is not Phase.DECODE:
+                continue  # a fork waiting for its leader's prompt
             elif not sequence.sink.accepting:
                 # Paused: its KV stays, its slot stays, the others go on.
                 if sequence.paused_since is None:
@@ -317,12 +353,22 @@ class Engine:
         self._steps += 1
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc} for a batch of {batch.n} tokens")
+        for _slot, sequence, index in list(sampled):
+            if sequence.phase is Phase.PROMPT and sequence.forks:
+                # The other choices sample their first token from these same logits.
+                sampled.extend((self._slots[f.slot], f, index) for f in self._fork(sequence))
         for slot, sequence, index in sampled:
             assert sequence.sampler is not None
             token = sequence.sampler.sample(self._ctx.ptr, index)
             sequence.phase = Phase.DECODE
+            top = sequence.request.logprobs
+            logprob = None
+            if top is not None:
+                logprob = token_logprob(self._ctx.ptr, index, self.model.n_vocab, token, top)
             room = self.ctx_size - len(slot.cached)
-            produced = sequence.on_token(token, eog=self.model.is_eog(token), room=room)
+            produced = sequence.on_token(
+                token, eog=self.model.is_eog(token), room=room, logprob=logprob
+            )
             events.extend((sequence.sink, e) for e in produced)
             if sequence.phase is Phase.DONE:
                 self._release(sequence)

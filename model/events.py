@@ -16,6 +16,8 @@ __all__ = [
     "FinishReason",
     "Finished",
     "SequenceSink",
+    "TokenChoice",
+    "TokenLogprobs",
     "Usage",
 ]
 
@@ -35,19 +37,43 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenChoice:
+    """One token as a client sees it in logprobs: its text, raw bytes and log-probability."""
+
+    text: str
+    bytes: bytes
+    logprob: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprobs:
+    chosen: TokenChoice
+    #: The most likely tokens at that position, best first.
+    top: tuple[TokenChoice, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Delta:
-    """New output text, and how many sampled tokens it accounts for."""
+    """New output text of choice ``index``, and how many sampled tokens it accounts for.
+
+    ``logprobs`` (when asked for) covers exactly the tokens whose bytes this text completes.
+    """
 
     text: str
     tokens: int
+    index: int = 0
+    logprobs: tuple[TokenLogprobs, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Finished:
+    """Choice ``index`` is complete; a request with ``n`` choices gets ``n`` of these."""
+
     reason: FinishReason
     usage: Usage
     #: For the server's reasons (cancelled, deadline, error): a client-safe description.
     message: str = ""
+    index: int = 0
 
 
 Event = Delta | Finished

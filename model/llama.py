@@ -176,6 +176,10 @@ class LlamaContext:
         """Drop a sequence's KV cells from position ``start`` on (all of them by default)."""
         llama_cpp.llama_memory_seq_rm(self.memory, seq_id, start, -1)
 
+    def copy(self, source: int, target: int) -> None:
+        """Make sequence ``target``'s KV a copy of ``source``'s (across KV streams too)."""
+        llama_cpp.llama_memory_seq_cp(self.memory, source, target, -1, -1)
+
     def close(self) -> None:
         if self._ptr:
             llama_cpp.llama_free(self._ptr)

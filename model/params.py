@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["GenerationRequest", "SamplingParams"]
+__all__ = ["GenerationRequest", "Grammar", "SamplingParams"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,14 @@ class SamplingParams:
 
 
 @dataclass(frozen=True, slots=True)
+class Grammar:
+    """A llama.cpp GBNF grammar the output must match (structured output, forced tools)."""
+
+    text: str
+    root: str = "root"
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRequest:
     """One sequence to generate: a tokenized prompt and when to stop."""
 
@@ -53,3 +61,8 @@ class GenerationRequest:
     ignore_eos: bool = False
     #: ``time.monotonic()`` after which the generation ends (queued or running).
     deadline: float | None = None
+    #: Independent choices generated from one reading of the prompt.
+    n: int = 1
+    #: None: no logprobs; otherwise how many top alternatives to report per token (0-20).
+    logprobs: int | None = None
+    grammar: Grammar | None = None

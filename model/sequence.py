@@ -1,25 +1,43 @@
-"""One request's life inside the engine: prompt reading, decoding, stopping."""
+"""One choice's life inside the engine: prompt reading, decoding, stopping."""
 
 from __future__ import annotations
 
 import enum
 import threading
+from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from .detokenizer import Detokenizer
-from .events import Delta, Event, Finished, FinishReason, SequenceSink, Usage
+from .events import (
+    Delta,
+    Event,
+    Finished,
+    FinishReason,
+    SequenceSink,
+    TokenChoice,
+    TokenLogprobs,
+    Usage,
+)
+from .logprobs import TokenLogprob
 from .params import GenerationRequest
 from .sampling import Sampler
 from .stop import StopMatcher
 
-__all__ = ["Phase", "Sequence", "SequenceHandle"]
+__all__ = ["Phase", "Pieces", "Sequence", "SequenceHandle"]
 
 
 class Phase(enum.Enum):
     QUEUED = "queued"
+    #: Waits for its group's first choice to read the shared prompt.
+    FORK = "fork"
     PROMPT = "prompt"
     DECODE = "decode"
     DONE = "done"
+
+
+class Pieces(Protocol):
+    def piece(self, token: int, *, special: bool = False) -> bytes: ...
 
 
 class SequenceHandle:
@@ -34,29 +52,74 @@ class SequenceHandle:
         return self._cancelled.is_set()
 
     def cancel(self) -> None:
-        """Stop generating; the engine frees the slot at its next step. Idempotent."""
+        """Stop generating (every choice); the engine frees the slots at its next step."""
         if not self._cancelled.is_set():
             self._cancelled.set()
             self._wake()
 
 
+class _LogprobAligner:
+    """Hands out each token's logprobs together with the text that completes its bytes.
+
+    Text reaches the client later than tokens (split characters, held-back stop-string
+    prefixes), so entries wait until the emitted text covers their bytes; at the end, tokens
+    that contributed any emitted byte are included and the rest (a matched stop) dropped.
+    """
+
+    def __init__(self, pieces: Pieces) -> None:
+        self._pieces = pieces
+        self._waiting: deque[tuple[int, int, TokenLogprobs]] = deque()
+        self._produced = 0  # bytes of all sampled tokens
+        self._emitted = 0  # bytes of text sent
+
+    def add(self, logprob: TokenLogprob) -> None:
+        data = self._pieces.piece(logprob.token)
+        start = self._produced
+        self._produced += len(data)
+        chosen = TokenChoice(data.decode("utf-8", "replace"), data, logprob.logprob)
+        top = tuple(self._choice(token, value) for token, value in logprob.top)
+        self._waiting.append((start, self._produced, TokenLogprobs(chosen, top)))
+
+    def _choice(self, token: int, logprob: float) -> TokenChoice:
+        data = self._pieces.piece(token, special=True)
+        return TokenChoice(data.decode("utf-8", "replace"), data, logprob)
+
+    def release(self, text: str, *, final: bool) -> tuple[TokenLogprobs, ...]:
+        self._emitted += len(text.encode("utf-8"))
+        ready: list[TokenLogprobs] = []
+        while self._waiting:
+            start, end, entry = self._waiting[0]
+            if end <= self._emitted or (final and start < self._emitted):
+                ready.append(entry)
+                self._waiting.popleft()
+            else:
+                break
+        if final:
+            self._waiting.clear()
+        return tuple(ready)
+
+
 class Sequence:
-    """Engine-thread state of one generation. Only the engine thread touches it."""
+    """Engine-thread state of one choice of a request. Only the engine thread touches it."""
 
     def __init__(
         self,
         request: GenerationRequest,
         sink: SequenceSink,
         handle: SequenceHandle,
-        piece: Callable[[int], bytes],
+        pieces: Pieces,
+        index: int = 0,
     ) -> None:
         self.request = request
         self.sink = sink
         self.handle = handle
+        self.index = index
         self.phase = Phase.QUEUED
         #: Index of the slot (and llama.cpp sequence id) while it holds one.
         self.slot = -1
         self.sampler: Sampler | None = None
+        #: The other choices of the request, which fork from this one after its prompt.
+        self.forks: list[Sequence] = []
         #: Prompt tokens in the KV cache so far (reused from an earlier request, or read).
         self.prompt_pos = 0
         self.cached_tokens = 0
@@ -66,8 +129,9 @@ class Sequence:
         self.order = 0
         #: Engine clock when its consumer stopped accepting; None while it reads.
         self.paused_since: float | None = None
-        self._detokenizer = Detokenizer(piece)
+        self._detokenizer = Detokenizer(pieces.piece)
         self._stop = StopMatcher(request.stop)
+        self._logprobs = _LogprobAligner(pieces) if request.logprobs is not None else None
 
     @property
     def prompt(self) -> tuple[int, ...]:
@@ -84,25 +148,32 @@ class Sequence:
     def usage(self) -> Usage:
         return Usage(len(self.prompt), self.generated, self.cached_tokens)
 
-    def on_token(self, token: int, *, eog: bool, room: int) -> list[Event]:
+    def on_token(
+        self, token: int, *, eog: bool, room: int, logprob: TokenLogprob | None = None
+    ) -> list[Event]:
         """Account for one sampled token; ``room`` is how many more fit in the context."""
         if eog and not self.request.ignore_eos:
             # The end-of-generation token is not output: it is neither shown nor counted.
             return self._end("stop", "")
         self.generated += 1
         self.last_token = token
+        if self._logprobs is not None and logprob is not None:
+            self._logprobs.add(logprob)
         text, stopped = self._stop.push(self._detokenizer.push(token))
         if stopped:
             return self._events(text, "stop")
         limit = self.request.max_tokens
         if (limit is not None and self.generated >= limit) or room <= 0:
             return self._end("length", text)
-        return [Delta(text, 1)] if text else []
+        if not text:
+            return []
+        entries = self._logprobs.release(text, final=False) if self._logprobs else ()
+        return [Delta(text, 1, self.index, entries)]
 
     def finish(self, reason: FinishReason, message: str = "") -> list[Event]:
-        """End early (cancelled, error): nothing held back is sent."""
+        """End early (cancelled, deadline, error): nothing held back is sent."""
         self.phase = Phase.DONE
-        return [Finished(reason, self.usage(), message)]
+        return [Finished(reason, self.usage(), message, self.index)]
 
     def _end(self, reason: FinishReason, text: str) -> list[Event]:
         # A natural end: bytes and stop-string prefixes held back are real output now,
@@ -116,6 +187,7 @@ class Sequence:
 
     def _events(self, text: str, reason: FinishReason) -> list[Event]:
         self.phase = Phase.DONE
-        events: list[Event] = [Delta(text, 0)] if text else []
-        events.append(Finished(reason, self.usage()))
+        entries = self._logprobs.release(text, final=True) if self._logprobs else ()
+        events: list[Event] = [Delta(text, 0, self.index, entries)] if text or entries else []
+        events.append(Finished(reason, self.usage(), index=self.index))
         return events

@@ -29,8 +29,10 @@ __all__ = ["Channel", "LoopDispatch"]
 class Channel:
     """One sequence's events, from the engine's dispatch to exactly one reader."""
 
-    def __init__(self, capacity: int, wake: Callable[[], None]) -> None:
+    def __init__(self, capacity: int, wake: Callable[[], None], *, finals: int = 1) -> None:
         self._send, self._recv = anyio.create_memory_object_stream[Event](capacity)
+        #: Finished events still to come: one per choice of the request.
+        self._finals = finals
         self._capacity = capacity
         self._parked: deque[Event] = deque()
         self._wake = wake
@@ -60,10 +62,15 @@ class Channel:
                 self._gone = True
                 return
             else:
-                if isinstance(event, Finished):
-                    self._send.close()
+                self._count_final(event)
                 return
         self._parked.append(event)
+
+    def _count_final(self, event: Event) -> None:
+        if isinstance(event, Finished):
+            self._finals -= 1
+            if self._finals == 0:
+                self._send.close()
 
     async def receive(self) -> Event:
         """Next event; raises ``anyio.EndOfStream`` after the final one."""
@@ -78,14 +85,13 @@ class Channel:
             event = self._parked.popleft()
             self._send.send_nowait(event)
             room -= 1
-            if isinstance(event, Finished):
-                self._send.close()
+            self._count_final(event)
         if not self._parked and room >= self._capacity // 2:
             self._accepting = True
             self._wake()
 
     async def drain(self) -> list[Event]:
-        """Every event up to and including the final one (for non-streamed answers)."""
+        """Every event up to and including the final ones (for non-streamed answers)."""
         events: list[Event] = []
         try:
             while True:

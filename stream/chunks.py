@@ -1,4 +1,8 @@
-"""OpenAI response shapes: streamed chunks and whole responses, chat and legacy completions."""
+"""OpenAI response shapes: streamed chunks and whole responses, chat and legacy completions.
+
+Deviation: legacy ``logprobs.text_offset`` counts characters from the start of the
+completion (Sluice never echoes the prompt).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import secrets
 import time
 from typing import Any, Literal
 
-from model.events import Delta, Event, Finished, Usage
+from model.events import Delta, Event, Finished, TokenChoice, TokenLogprobs, Usage
 
 from .errors import error_object
 from .sse import DONE, data_frame
@@ -34,60 +38,117 @@ def usage_object(usage: Usage) -> dict[str, Any]:
     }
 
 
+def _entry(choice: TokenChoice) -> dict[str, Any]:
+    return {"token": choice.text, "logprob": choice.logprob, "bytes": list(choice.bytes)}
+
+
 class Shaper:
     """Builds every object of one response (id, created and model fixed per response)."""
 
-    def __init__(self, kind: Kind, model: str, *, include_usage: bool = False) -> None:
+    def __init__(
+        self,
+        kind: Kind,
+        model: str,
+        *,
+        include_usage: bool = False,
+        n: int = 1,
+        logprobs: bool = False,
+    ) -> None:
         self.kind = kind
         self.model = model
         self.include_usage = include_usage
+        self.n = n
+        self.logprobs = logprobs
         prefix = "chatcmpl" if kind == "chat" else "cmpl"
         self.id = f"{prefix}-{secrets.token_hex(12)}"
         self.created = int(time.time())
         self._object = "chat.completion.chunk" if kind == "chat" else "text_completion"
-        # A text chunk is the same bytes around a JSON string each time: build them once,
-        # leaving one json.dumps per token on the hot path.
+        self._finished: dict[int, Finished] = {}
+        self._offsets = [0] * n  # legacy text_offset, per choice
+        # A plain text chunk is the same bytes around a JSON string each time: build them
+        # once, leaving one json.dumps per token on the hot path.
         marker = "\x00"
-        head, tail = data_frame(self._chunk(self._choice(marker, None))).split(
+        head, tail = data_frame(self._chunk(self._choice(0, marker, None))).split(
             json.dumps(marker).encode()
         )
         self._text_head, self._text_tail = head, tail
 
-    # -- streamed ---------------------------------------------------------------------
+    # -- pieces -----------------------------------------------------------------------
 
-    def _chunk(self, choice: dict[str, Any]) -> dict[str, Any]:
+    def _chunk(self, *choices: dict[str, Any]) -> dict[str, Any]:
         chunk: dict[str, Any] = {
             "id": self.id,
             "object": self._object,
             "created": self.created,
             "model": self.model,
             "system_fingerprint": None,
-            "choices": [choice],
+            "choices": list(choices),
         }
         if self.include_usage:
             # The API reference: with include_usage every other chunk has a null usage.
             chunk["usage"] = None
         return chunk
 
-    def _choice(self, text: str | None, finish: str | None, *, role: bool = False) -> Any:
+    def _choice(
+        self,
+        index: int,
+        text: str | None,
+        finish: str | None,
+        *,
+        role: bool = False,
+        logprobs: tuple[TokenLogprobs, ...] = (),
+    ) -> dict[str, Any]:
+        shaped = self._logprobs(index, logprobs) if self.logprobs else None
         if self.kind == "completion":
-            return {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            return {"index": index, "text": text or "", "logprobs": shaped, "finish_reason": finish}
         delta: dict[str, Any] = {}
         if role:
             delta["role"] = "assistant"
         if text is not None:
             delta["content"] = text
-        return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {"index": index, "delta": delta, "logprobs": shaped, "finish_reason": finish}
+
+    def _logprobs(self, index: int, entries: tuple[TokenLogprobs, ...]) -> dict[str, Any]:
+        if self.kind == "chat":
+            content = [
+                {**_entry(e.chosen), "top_logprobs": [_entry(t) for t in e.top]} for e in entries
+            ]
+            return {"content": content, "refusal": None}
+        offsets = []
+        for entry in entries:
+            offsets.append(self._offsets[index])
+            self._offsets[index] += len(entry.chosen.text)
+        return {
+            "tokens": [e.chosen.text for e in entries],
+            "token_logprobs": [e.chosen.logprob for e in entries],
+            "top_logprobs": [{t.text: t.logprob for t in e.top} for e in entries],
+            "text_offset": offsets,
+        }
+
+    def _usage(self) -> Usage:
+        finished = list(self._finished.values())
+        return Usage(
+            finished[0].usage.prompt_tokens,
+            sum(f.usage.completion_tokens for f in finished),
+            finished[0].usage.cached_tokens,
+        )
+
+    # -- streamed ---------------------------------------------------------------------
 
     def opening(self) -> bytes:
-        """Sent with the headers: chat streams announce the role before any token."""
+        """Sent with the headers: chat streams announce the role of each choice first."""
         if self.kind != "chat":
             return b""
-        return data_frame(self._chunk(self._choice("", None, role=True)))
+        return b"".join(
+            data_frame(self._chunk(self._choice(i, "", None, role=True))) for i in range(self.n)
+        )
 
     def frame(self, event: Event) -> tuple[bytes, bool]:
         """SSE bytes for one engine event, and whether the stream is complete."""
         if isinstance(event, Delta):
+            if event.logprobs or event.index or self.logprobs:
+                choice = self._choice(event.index, event.text, None, logprobs=event.logprobs)
+                return data_frame(self._chunk(choice)), False
             if not event.text:
                 return b"", False
             text = json.dumps(event.text, ensure_ascii=False).encode()
@@ -95,39 +156,54 @@ class Shaper:
         if event.reason in SERVER_ENDS:
             default, kind, code = SERVER_ENDS[event.reason]
             return data_frame(error_object(event.message or default, kind, code=code)), True
-        body = data_frame(
-            self._chunk(self._choice(None if self.kind == "chat" else "", event.reason))
-        )
+        self._finished[event.index] = event
+        last = None if self.kind == "chat" else ""
+        body = data_frame(self._chunk(self._choice(event.index, last, event.reason)))
+        if len(self._finished) < self.n:
+            return body, False
         if self.include_usage:
-            usage_chunk = self._chunk({})
-            usage_chunk["choices"] = []
-            usage_chunk["usage"] = usage_object(event.usage)
+            usage_chunk = self._chunk()
+            usage_chunk["usage"] = usage_object(self._usage())
             body += data_frame(usage_chunk)
         return body + DONE, True
 
     # -- whole ------------------------------------------------------------------------
 
     def response(self, events: list[Event]) -> dict[str, Any]:
-        """The non-streamed object; raises nothing, callers check for a server end first."""
-        text = "".join(e.text for e in events if isinstance(e, Delta))
-        finished = next(e for e in reversed(events) if isinstance(e, Finished))
-        if self.kind == "chat":
-            choice: dict[str, Any] = {
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": finished.reason,
-            }
-            obj = "chat.completion"
-        else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finished.reason}
-            obj = "text_completion"
+        """The non-streamed object; callers check for a server end first."""
+        choices = []
+        for index in range(self.n):
+            deltas = [e for e in events if isinstance(e, Delta) and e.index == index]
+            finished = next(e for e in events if isinstance(e, Finished) and e.index == index)
+            self._finished[index] = finished
+            text = "".join(d.text for d in deltas)
+            entries = tuple(entry for d in deltas for entry in d.logprobs)
+            shaped = self._logprobs(index, entries) if self.logprobs else None
+            if self.kind == "chat":
+                message = {"role": "assistant", "content": text, "refusal": None}
+                choices.append(
+                    {
+                        "index": index,
+                        "message": message,
+                        "logprobs": shaped,
+                        "finish_reason": finished.reason,
+                    }
+                )
+            else:
+                choices.append(
+                    {
+                        "index": index,
+                        "text": text,
+                        "logprobs": shaped,
+                        "finish_reason": finished.reason,
+                    }
+                )
         return {
             "id": self.id,
-            "object": obj,
+            "object": "chat.completion" if self.kind == "chat" else "text_completion",
             "created": self.created,
             "model": self.model,
             "system_fingerprint": None,
-            "choices": [choice],
-            "usage": usage_object(finished.usage),
+            "choices": choices,
+            "usage": usage_object(self._usage()),
         }

@@ -12,13 +12,20 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from model.params import SamplingParams
 
 from .errors import InvalidRequest
 
-__all__ = ["ChatRequest", "CompletionRequest", "parse_chat", "parse_completion", "parse_json"]
+__all__ = [
+    "ChatRequest",
+    "CompletionRequest",
+    "ResponseFormat",
+    "parse_chat",
+    "parse_completion",
+    "parse_json",
+]
 
 _TOKEN_ID = re.compile(r"[0-9]{1,10}")
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
@@ -63,8 +70,18 @@ _COMPLETION = _COMMON | {"prompt"}
 
 
 @dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """``json_object``, or ``json_schema`` with its schema; ``text`` is no constraint."""
+
+    type: Literal["json_object", "json_schema"]
+    schema: dict[str, Any] | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class _Common:
     model: str | None
+    n: int
     stream: bool
     include_usage: bool
     max_tokens: int | None
@@ -79,12 +96,17 @@ class _Common:
 class ChatRequest(_Common):
     #: Messages with ``content`` flattened to a string (or None for tool-call turns).
     messages: tuple[dict[str, Any], ...]
+    #: None: no logprobs; otherwise how many alternatives per token (``top_logprobs``).
+    logprobs: int | None = None
+    response_format: ResponseFormat | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CompletionRequest(_Common):
     #: Text to tokenize, or token ids given directly.
     prompt: str | tuple[int, ...]
+    #: The legacy ``logprobs``: None, or how many alternatives per token (0-5).
+    logprobs: int | None = None
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -212,10 +234,6 @@ def _common(body: dict[str, Any], allowed: set[str], max_tokens: int | None) -> 
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise InvalidRequest(f"'model' must be a string, got {_kind(model)}.", param="model")
-    if _integer(body, "n", 1, 128) not in (None, 1):
-        raise InvalidRequest("Sluice does not support 'n' greater than 1 yet.", param="n")
-    if body.get("logprobs") not in (None, False, 0):
-        raise InvalidRequest("Sluice does not support 'logprobs' yet.", param="logprobs")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise InvalidRequest("'stream_options' must be an object.", param="stream_options")
@@ -239,6 +257,7 @@ def _common(body: dict[str, Any], allowed: set[str], max_tokens: int | None) -> 
     )
     return {
         "model": model,
+        "n": _integer(body, "n", 1, 128) or 1,
         "stream": stream,
         "include_usage": include_usage,
         "max_tokens": max_tokens,
@@ -294,19 +313,55 @@ def _messages(body: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
     return tuple(parsed)
 
 
-def parse_chat(body: dict[str, Any]) -> ChatRequest:
-    fmt = body.get("response_format")
-    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "text"):
+def _response_format(value: Any) -> ResponseFormat | None:
+    param = "response_format"
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.get("type") not in (
+        "text",
+        "json_object",
+        "json_schema",
+    ):
         raise InvalidRequest(
-            "Sluice supports only response_format {'type': 'text'} yet.", param="response_format"
+            "'response_format' must be {'type': 'text' | 'json_object' | 'json_schema'}.",
+            param=param,
         )
-    if body.get("top_logprobs") is not None:
-        raise InvalidRequest("Sluice does not support 'top_logprobs' yet.", param="top_logprobs")
+    if value["type"] == "text":
+        return None
+    if value["type"] == "json_object":
+        return ResponseFormat("json_object")
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise InvalidRequest(
+            "'response_format.json_schema' must be an object with a 'name' and a 'schema'.",
+            param="response_format.json_schema",
+        )
+    schema = spec.get("schema", {})
+    if not isinstance(schema, dict):
+        raise InvalidRequest(
+            "'response_format.json_schema.schema' must be a JSON Schema object.",
+            param="response_format.json_schema.schema",
+        )
+    strict = _bool(spec, "strict")
+    return ResponseFormat("json_schema", schema, strict)
+
+
+def parse_chat(body: dict[str, Any]) -> ChatRequest:
+    fmt = _response_format(body.get("response_format"))
+    wanted = _bool(body, "logprobs")
+    top = _integer(body, "top_logprobs", 0, 20)
+    if top is not None and not wanted:
+        raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true.", param="top_logprobs")
     messages = _messages(body)
     newer = _integer(body, "max_completion_tokens", 1)
     older = _integer(body, "max_tokens", 1)  # checked even when the newer name wins
     max_tokens = newer if newer is not None else older
-    return ChatRequest(**_common(body, _CHAT, max_tokens), messages=messages)
+    return ChatRequest(
+        **_common(body, _CHAT, max_tokens),
+        messages=messages,
+        logprobs=(top or 0) if wanted else None,
+        response_format=fmt,
+    )
 
 
 def parse_completion(body: dict[str, Any]) -> CompletionRequest:
@@ -332,5 +387,7 @@ def parse_completion(body: dict[str, Any]) -> CompletionRequest:
     # The legacy endpoint's documented default is 16 tokens.
     max_tokens = _integer(body, "max_tokens", 1)
     return CompletionRequest(
-        **_common(body, _COMPLETION, 16 if max_tokens is None else max_tokens), prompt=parsed
+        **_common(body, _COMPLETION, 16 if max_tokens is None else max_tokens),
+        prompt=parsed,
+        logprobs=_integer(body, "logprobs", 0, 5),
     )
