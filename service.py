@@ -45,9 +45,7 @@ from stream.sse import SSEResponse, run_until_disconnect
 if TYPE_CHECKING:
     from hypercorn.config import Config as HypercornConfig
 
-    from model.engine import Engine
-    from model.llama import LlamaModel
-    from model.template import ChatTemplate
+    from model.runtime import Runtime
 
 __all__ = ["Config", "Sluice", "app", "main"]
 
@@ -153,16 +151,6 @@ def _convert(name: str, default: Any, raw: str) -> Any:
     return raw if default is not None else raw or None
 
 
-@dataclass(frozen=True)
-class _Runtime:
-    """Everything that exists once the model is loaded."""
-
-    model: LlamaModel
-    template: ChatTemplate
-    engine: Engine
-    name: str
-
-
 Handler = Callable[[Scope, Receive], Awaitable[ASGIApp]]
 
 
@@ -172,7 +160,7 @@ class Sluice:
     def __init__(self, config: Config, resolved: ResolvedModel | None = None) -> None:
         self.config = config
         self._resolved = resolved
-        self._runtime: _Runtime | None = None
+        self._runtime: Runtime | None = None
         self._failure: str | None = None
         self.failed = asyncio.Event()
         self._routes: dict[str, dict[str, Handler]] = {
@@ -184,7 +172,7 @@ class Sluice:
         }
 
     @property
-    def runtime(self) -> _Runtime | None:
+    def runtime(self) -> Runtime | None:
         return self._runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -212,43 +200,42 @@ class Sluice:
         await receive()  # lifespan.shutdown
         runtime = self._runtime
         if runtime is not None:
-            await anyio.to_thread.run_sync(runtime.engine.close)
+            await anyio.to_thread.run_sync(runtime.close)
         await send({"type": "lifespan.shutdown.complete"})
 
     def _load(self, resolved: ResolvedModel, loop: asyncio.AbstractEventLoop) -> None:
         # Runs on its own thread, so the server answers /health and /ready while loading.
-        from model.engine import Engine, EngineOptions
-        from model.llama import LlamaModel, ModelLoadError
-        from model.template import TemplateError, load_chat_template
+        from model.engine import EngineOptions
+        from model.llama import ModelLoadError
+        from model.runtime import Runtime
+        from model.template import TemplateError
 
         config = self.config
+        options = EngineOptions(
+            slots=config.slots,
+            ctx_size=config.ctx_size,
+            batch_size=config.batch_size,
+            prefill_chunk=config.prefill_chunk,
+            threads=config.threads or os.cpu_count() or 1,
+            max_queue=config.max_queue,
+            stall_timeout=config.stall_timeout,
+        )
         try:
-            model = LlamaModel(resolved.path, n_gpu_layers=config.gpu_layers)
-            template = load_chat_template(
-                model.chat_template,
-                override=config.chat_template,
-                bos_token=model.token_text(model.bos),
-                eos_token=model.token_text(model.eos),
+            runtime = Runtime.load(
+                resolved,
+                options,
+                LoopDispatch(loop),
+                name=config.served_model_name,
+                gpu_layers=config.gpu_layers,
+                chat_template=config.chat_template,
             )
-            options = EngineOptions(
-                slots=config.slots,
-                ctx_size=config.ctx_size or min(model.n_ctx_train, 4096),
-                batch_size=config.batch_size,
-                prefill_chunk=config.prefill_chunk,
-                threads=config.threads or os.cpu_count() or 1,
-                max_queue=config.max_queue,
-                stall_timeout=config.stall_timeout,
-            )
-            engine = Engine(model, options, LoopDispatch(loop))
         except (ModelLoadError, TemplateError) as exc:
             self._failure = str(exc)
             _log.error("sluice: error: %s", exc)
             loop.call_soon_threadsafe(self.failed.set)
             return
-        engine.start()
-        name = config.served_model_name or resolved.name
-        self._runtime = _Runtime(model, template, engine, name)
-        _log.info("ready: %s (%s) with %s", name, resolved.path, options)
+        self._runtime = runtime
+        _log.info("ready: %s (%s) with %s", runtime.name, resolved.path, runtime.engine.options)
 
     # -- HTTP -------------------------------------------------------------------------
 
@@ -292,7 +279,7 @@ class Sluice:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    def _serving(self, requested: str | None) -> _Runtime:
+    def _serving(self, requested: str | None) -> Runtime:
         runtime = self._runtime
         if runtime is None:
             message = self._failure or "The model is still loading; retry shortly."
@@ -320,7 +307,7 @@ class Sluice:
             {"status": "ready", "model": runtime.name, "engine": dataclasses.asdict(stats)}
         )
 
-    def _model_object(self, runtime: _Runtime) -> dict[str, Any]:
+    def _model_object(self, runtime: Runtime) -> dict[str, Any]:
         return {"id": runtime.name, "object": "model", "created": 0, "owned_by": "sluice"}
 
     async def _models(self, scope: Scope, receive: Receive) -> ASGIApp:
@@ -337,41 +324,17 @@ class Sluice:
         return JSONResponse(self._model_object(runtime))
 
     async def _chat(self, scope: Scope, receive: Receive) -> ASGIApp:
-        from model.template import TemplateError
-
         request = parse_chat(parse_json(await self._body(receive)))
         runtime = self._serving(request.model)
-        try:
-            text = runtime.template.render(request.messages)
-        except TemplateError as exc:
-            raise InvalidRequest(
-                f"The model's chat template rejected these messages: {exc}", param="messages"
-            ) from None
-        prompt = runtime.model.tokenize(text, add_special=True, parse_special=True)
-        bos = runtime.model.bos
-        if len(prompt) > 1 and prompt[0] == prompt[1] == bos:
-            prompt = prompt[1:]  # the template wrote BOS itself
-        return await self._generate(runtime, request, prompt, "messages", receive)
+        return await self._generate(runtime, request, receive)
 
     async def _completion(self, scope: Scope, receive: Receive) -> ASGIApp:
         request = parse_completion(parse_json(await self._body(receive)))
         runtime = self._serving(request.model)
-        if isinstance(request.prompt, str):
-            prompt = runtime.model.tokenize(request.prompt, add_special=True, parse_special=True)
-        else:
-            prompt = list(request.prompt)
-            bad = next((t for t in prompt if not 0 <= t < runtime.model.n_vocab), None)
-            if bad is not None:
-                raise InvalidRequest(
-                    f"Token id {bad} is outside the vocabulary (0 to {runtime.model.n_vocab - 1}).",
-                    param="prompt",
-                )
-        if not prompt:
-            raise InvalidRequest("The prompt is empty.", param="prompt")
-        return await self._generate(runtime, request, prompt, "prompt", receive)
+        return await self._generate(runtime, request, receive)
 
     def _grammar(
-        self, runtime: _Runtime, request: ChatRequest | CompletionRequest
+        self, runtime: Runtime, request: ChatRequest | CompletionRequest
     ) -> Grammar | None:
         fmt = request.response_format if isinstance(request, ChatRequest) else None
         if fmt is None:
@@ -397,13 +360,20 @@ class Sluice:
 
     async def _generate(
         self,
-        runtime: _Runtime,
+        runtime: Runtime,
         request: ChatRequest | CompletionRequest,
-        prompt: list[int],
-        param: str,
         receive: Receive,
     ) -> ASGIApp:
         from model.engine import QueueFull
+        from model.runtime import PromptError
+
+        try:
+            if isinstance(request, ChatRequest):
+                param, prompt = "messages", runtime.chat_prompt(request.messages)
+            else:
+                param, prompt = "prompt", runtime.text_prompt(request.prompt)
+        except PromptError as exc:
+            raise InvalidRequest(str(exc), param=exc.param) from None
 
         engine = runtime.engine
         limit = engine.ctx_size

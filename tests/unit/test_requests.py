@@ -99,6 +99,7 @@ def test_minimal_chat_defaults() -> None:
     request = parse_chat({"messages": USER})
     assert request == ChatRequest(
         model=None,
+        n=1,
         stream=False,
         include_usage=False,
         max_tokens=None,

@@ -1,0 +1,106 @@
+"""A loaded model at work: weights, chat template, running engine, and prompt building."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .engine import Engine, EngineOptions
+from .events import Dispatch
+from .llama import LlamaModel
+from .source import ResolvedModel
+from .template import ChatTemplate, TemplateError, load_chat_template
+
+__all__ = ["PromptError", "Runtime"]
+
+#: Used when the model was trained on more: KV memory grows with context x slots.
+DEFAULT_MAX_CONTEXT = 4096
+
+
+class PromptError(Exception):
+    """The request's input cannot become a prompt; ``param`` names the offending field."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class Runtime:
+    """The served model. Built on a loading thread; used by the event loop afterwards."""
+
+    def __init__(self, model: LlamaModel, template: ChatTemplate, engine: Engine, name: str):
+        self.model = model
+        self.template = template
+        self.engine = engine
+        self.name = name
+
+    @classmethod
+    def load(
+        cls,
+        source: ResolvedModel,
+        options: EngineOptions,
+        dispatch: Dispatch,
+        *,
+        name: str | None = None,
+        gpu_layers: int = -1,
+        chat_template: str | None = None,
+    ) -> Runtime:
+        """Load weights, pick the chat template and start the engine.
+
+        ``options.ctx_size`` 0 means the model's training context, at most 4096.
+        Raises :class:`~model.llama.ModelLoadError` or :class:`~model.template.TemplateError`.
+        """
+        model = LlamaModel(source.path, n_gpu_layers=gpu_layers)
+        try:
+            template = load_chat_template(
+                model.chat_template,
+                override=chat_template,
+                bos_token=model.token_text(model.bos),
+                eos_token=model.token_text(model.eos),
+            )
+            if not options.ctx_size:
+                ctx_size = min(model.n_ctx_train, DEFAULT_MAX_CONTEXT)
+                options = dataclasses.replace(options, ctx_size=ctx_size)
+            engine = Engine(model, options, dispatch)
+        except BaseException:
+            model.close()
+            raise
+        engine.start()
+        return cls(model, template, engine, name or source.name)
+
+    def close(self) -> None:
+        self.engine.close()
+        self.model.close()
+
+    def chat_prompt(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None = None,
+    ) -> list[int]:
+        try:
+            text = self.template.render(messages, tools=tools)
+        except TemplateError as exc:
+            raise PromptError(
+                f"The model's chat template rejected these messages: {exc}", "messages"
+            ) from None
+        prompt = self.model.tokenize(text, add_special=True, parse_special=True)
+        bos = self.model.bos
+        if len(prompt) > 1 and prompt[0] == prompt[1] == bos:
+            prompt = prompt[1:]  # the template wrote BOS itself
+        return prompt
+
+    def text_prompt(self, prompt: str | Sequence[int]) -> list[int]:
+        if isinstance(prompt, str):
+            tokens = self.model.tokenize(prompt, add_special=True, parse_special=True)
+        else:
+            tokens = list(prompt)
+            vocab = self.model.n_vocab
+            bad = next((t for t in tokens if not 0 <= t < vocab), None)
+            if bad is not None:
+                raise PromptError(
+                    f"Token id {bad} is outside the vocabulary (0 to {vocab - 1}).", "prompt"
+                )
+        if not tokens:
+            raise PromptError("The prompt is empty.", "prompt")
+        return tokens
