@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import hmac
+import json
 import logging
 import os
 import signal
@@ -16,13 +18,16 @@ import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.events import Finished
 from model.params import GenerationRequest, Grammar
@@ -37,8 +42,12 @@ from stream.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    Unauthorized,
     Unavailable,
+    UnsupportedMediaType,
 )
+from stream.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from stream.metrics import Metrics
 from stream.requests import ChatRequest, CompletionRequest, parse_chat, parse_completion, parse_json
 from stream.sse import SSEResponse, run_until_disconnect
 
@@ -89,7 +98,16 @@ class Config:
     max_body_size: int = _opt(8 * MIB, "largest request body accepted, in bytes")
     send_buffer: int = _opt(64 * KIB, "socket send buffer per connection, bytes (0: kernel's)")
     stream_buffer: int = _opt(64, "events buffered per stream before its sequence pauses")
+    max_messages: int = _opt(1024, "most messages one chat request may carry")
+    max_tokens_limit: int = _opt(0, "largest max_tokens a request may ask for (0: the context)")
+    api_keys: str | None = _opt(None, "comma-separated API keys accepted as Bearer tokens")
+    api_key_file: str | None = _opt(None, "file with one accepted API key per line")
+    cors_origins: str | None = _opt(None, "comma-separated origins allowed by CORS, or '*'")
+    certfile: str | None = _opt(None, "TLS certificate (PEM); HTTP/2 is offered by ALPN")
+    keyfile: str | None = _opt(None, "TLS private key (PEM)")
+    shutdown_grace: float = _opt(30 * SECONDS, "seconds in-flight streams get after SIGTERM")
     log_level: str = _opt("info", "debug, info, warning or error")
+    log_json: bool = _opt(False, "write log lines as JSON objects")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> Config:
@@ -162,14 +180,29 @@ class Sluice:
         self._resolved = resolved
         self._runtime: Runtime | None = None
         self._failure: str | None = None
+        self._draining = False
         self.failed = asyncio.Event()
+        self._keys = _api_keys(config)
+        self.metrics = Metrics(self._engine_figures)
         self._routes: dict[str, dict[str, Handler]] = {
             "/health": {"GET": self._health},
             "/ready": {"GET": self._ready},
+            "/metrics": {"GET": self._metrics},
             "/v1/models": {"GET": self._models},
             "/v1/chat/completions": {"POST": self._chat},
             "/v1/completions": {"POST": self._completion},
         }
+        origins = [o.strip() for o in (config.cors_origins or "").split(",") if o.strip()]
+        self._entry: ASGIApp = self._route
+        if origins:
+            self._entry = CORSMiddleware(
+                self._route,
+                allow_origins=origins,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["authorization", "content-type", "x-request-id"],
+                expose_headers=["x-request-id", "retry-after"],
+                max_age=600,
+            )
 
     @property
     def runtime(self) -> Runtime | None:
@@ -179,7 +212,44 @@ class Sluice:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
         elif scope["type"] == "http":
-            await self._http(scope, receive, send)
+            await self._entry(scope, receive, send)
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def begin_drain(self) -> None:
+        """Stop admitting: readiness and new generations answer 503 from now on."""
+        self._draining = True
+
+    async def drain(self, grace: float) -> None:
+        """Let in-flight generations finish for up to ``grace`` seconds, then end the rest.
+
+        Those get an error frame (streams) or a 503 (whole answers), and a clean close.
+        """
+        self.begin_drain()
+        runtime = self._runtime
+        if runtime is None:
+            return
+        # The engine's state lives on its own thread; polling its counters is the simplest
+        # correct wait, and a shutdown can afford 50 ms of lag.
+        with anyio.move_on_after(grace):
+            while not _idle(runtime):  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        if not _idle(runtime):
+            runtime.engine.cancel_all("the server is shutting down")
+            with anyio.move_on_after(5):
+                while not _idle(runtime):  # noqa: ASYNC110
+                    await anyio.sleep(0.02)
+        # Let the last frames reach their sockets before the server stops.
+        await anyio.sleep(0.1)
+
+    def _engine_figures(self) -> dict[str, float] | None:
+        runtime = self._runtime
+        if runtime is None:
+            return None
+        stats = runtime.engine.stats()
+        figures: dict[str, float] = dataclasses.asdict(stats)
+        figures["kv_usage"] = stats.kv_used / (stats.slots * stats.ctx_size)
+        return figures
 
     # -- lifespan ---------------------------------------------------------------------
 
@@ -239,27 +309,81 @@ class Sluice:
 
     # -- HTTP -------------------------------------------------------------------------
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         path: str = scope["path"]
         method: str = scope["method"]
+        headers = Headers(scope=scope)
+        request_id = _request_id(headers.get("x-request-id"))
+        status = 500
+        route = "other"
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
         try:
-            routes = self._routes.get(path)
-            if routes is None and path.startswith("/v1/models/"):
-                routes = {"GET": self._model}
-            if routes is None:
-                raise NotFound(f"Unknown request URL: {method} {path}.", code="unknown_url")
-            handler = routes.get(method)
-            if handler is None:
-                allow = ", ".join(routes)
-                raise MethodNotAllowed(
-                    f"Method {method} is not allowed for {path}; use {allow}.",
-                    code="method_not_allowed",
-                    headers={"allow": allow},
-                )
-            response = await handler(scope, receive)
-        except APIError as exc:
-            response = JSONResponse(exc.body(), exc.status, headers=exc.headers)
-        await response(scope, receive, send)
+            try:
+                route, routes = self._find(path)
+                handler = routes.get(method)
+                if handler is None:
+                    allow = ", ".join(routes)
+                    raise MethodNotAllowed(
+                        f"Method {method} is not allowed for {path}; use {allow}.",
+                        code="method_not_allowed",
+                        headers={"allow": allow},
+                    )
+                self._authorize(route, headers)
+                if method == "POST":
+                    _check_content_type(headers)
+                response = await handler(scope, receive)
+            except APIError as exc:
+                response = JSONResponse(exc.body(), exc.status, headers=exc.headers)
+            await response(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.duration.labels(route).observe(elapsed)
+            _access.info(
+                "%s %s %s %.1fms",
+                method,
+                path,
+                status,
+                elapsed * 1000,
+                extra={"request_id": request_id, "status": status, "path": path},
+            )
+
+    def _find(self, path: str) -> tuple[str, dict[str, Handler]]:
+        routes = self._routes.get(path)
+        if routes is not None:
+            return path, routes
+        if path.startswith("/v1/models/"):
+            return "/v1/models/{id}", {"GET": self._model}
+        raise NotFound(f"Unknown request URL: {path}.", code="unknown_url")
+
+    def _authorize(self, route: str, headers: Headers) -> None:
+        if not self._keys or route in _PUBLIC:
+            return
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise Unauthorized(
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+                code="missing_api_key",
+                headers={"www-authenticate": "Bearer"},
+            )
+        # Compare with every key, always: the time taken says nothing about which matched.
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(given.encode(), key.encode())
+        if not matched:
+            raise Unauthorized(
+                "Incorrect API key provided.",
+                code="invalid_api_key",
+                headers={"www-authenticate": "Bearer"},
+            )
 
     async def _body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
@@ -280,6 +404,12 @@ class Sluice:
                 return b"".join(chunks)
 
     def _serving(self, requested: str | None) -> Runtime:
+        if self._draining:
+            raise Unavailable(
+                "The server is shutting down; retry on another instance.",
+                code="shutting_down",
+                headers={"retry-after": "5"},
+            )
         runtime = self._runtime
         if runtime is None:
             message = self._failure or "The model is still loading; retry shortly."
@@ -299,6 +429,8 @@ class Sluice:
 
     async def _ready(self, scope: Scope, receive: Receive) -> ASGIApp:
         runtime = self._runtime
+        if self._draining:
+            return JSONResponse({"status": "draining"}, 503, headers={"retry-after": "5"})
         if runtime is None:
             state = "failed" if self._failure else "loading"
             return JSONResponse({"status": state}, 503, headers={"retry-after": "5"})
@@ -306,6 +438,9 @@ class Sluice:
         return JSONResponse(
             {"status": "ready", "model": runtime.name, "engine": dataclasses.asdict(stats)}
         )
+
+    async def _metrics(self, scope: Scope, receive: Receive) -> ASGIApp:
+        return Response(self.metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     def _model_object(self, runtime: Runtime) -> dict[str, Any]:
         return {"id": runtime.name, "object": "model", "created": 0, "owned_by": "sluice"}
@@ -367,6 +502,14 @@ class Sluice:
         from model.engine import QueueFull
         from model.runtime import PromptError
 
+        started = time.perf_counter()
+        if isinstance(request, ChatRequest) and len(request.messages) > self.config.max_messages:
+            raise InvalidRequest(
+                f"This request has {len(request.messages)} messages; the limit is "
+                f"{self.config.max_messages}.",
+                param="messages",
+            )
+
         try:
             if isinstance(request, ChatRequest):
                 param, prompt = "messages", runtime.chat_prompt(request.messages)
@@ -399,6 +542,12 @@ class Sluice:
         grammar = self._grammar(runtime, request)
         room = limit - len(prompt)
         wanted = request.max_tokens
+        cap = self.config.max_tokens_limit
+        if cap and wanted is not None and wanted > cap:
+            name = request.max_tokens_field if isinstance(request, ChatRequest) else "max_tokens"
+            raise InvalidRequest(
+                f"{name} is {wanted}, more than this server allows ({cap}).", param=name
+            )
         timeout = self.config.request_timeout if request.timeout is None else request.timeout
         if timeout > self.config.max_request_timeout:
             raise InvalidRequest(
@@ -425,7 +574,12 @@ class Sluice:
             n=request.n,
             logprobs=request.logprobs is not None,
         )
-        channel = Channel(self.config.stream_buffer, engine.wake, finals=request.n)
+        channel = Channel(
+            self.config.stream_buffer,
+            engine.wake,
+            finals=request.n,
+            observe=self.metrics.generation(started),
+        )
         try:
             engine.submit(generation, channel)
         except QueueFull as exc:
@@ -459,6 +613,54 @@ class Sluice:
         return JSONResponse(shaper.response(events))
 
 
+#: Routes that answer without an API key: orchestrators and scrapers probe them.
+_PUBLIC = frozenset({"/health", "/ready", "/metrics"})
+
+_access = logging.getLogger("sluice.access")
+
+
+def _idle(runtime: Runtime) -> bool:
+    stats = runtime.engine.stats()
+    return stats.active == 0 and stats.queued == 0
+
+
+def _api_keys(config: Config) -> tuple[str, ...]:
+    keys = [k.strip() for k in (config.api_keys or "").split(",")]
+    if config.api_key_file:
+        with open(config.api_key_file, encoding="utf-8") as lines:
+            keys += [line.strip() for line in lines]
+    return tuple(k for k in keys if k and not k.startswith("#"))
+
+
+def _request_id(incoming: str | None) -> str:
+    # Honour the caller's id when it is a sane token, so logs correlate across hops.
+    if incoming and len(incoming) <= 128 and incoming.isascii() and incoming.isprintable():
+        return incoming
+    return uuid.uuid4().hex
+
+
+def _check_content_type(headers: Headers) -> None:
+    kind = headers.get("content-type")
+    if kind is not None and kind.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, not {kind!r}.", code="unsupported_media_type"
+        )
+
+
+class _JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("request_id", "status", "path"):
+            if hasattr(record, key):
+                line[key] = getattr(record, key)
+        return json.dumps(line, ensure_ascii=False)
+
+
 #: For ``hypercorn service:app``: configured from ``SLUICE_*`` variables. Building it is
 #: cheap; the model is found and loaded only when the server's lifespan starts.
 app = Sluice(Config.from_env())
@@ -486,6 +688,12 @@ def hypercorn_config(config: Config) -> HypercornConfig:
         raise
     hypercorn = HypercornConfig()
     hypercorn.bind = [f"fd://{sock.detach()}"]  # Hypercorn owns (and closes) it now
+    if config.certfile:
+        hypercorn.certfile = config.certfile
+        hypercorn.keyfile = config.keyfile
+    # Sluice drains streams itself (Config.shutdown_grace) before Hypercorn stops, so
+    # Hypercorn's own grace only has to cover the last frames.
+    hypercorn.graceful_timeout = 10 * SECONDS
     return hypercorn
 
 
@@ -494,9 +702,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from hypercorn.asyncio import serve
 
     config = Config.from_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    if config.log_json:
+        handler.setFormatter(_JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=config.log_level.upper(), handlers=[handler])
     try:
         resolved = resolve_model(config.model, config.model_file)
     except ModelSourceError as exc:
@@ -517,6 +728,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             for waiter in pending:
                 waiter.cancel()
+            if stop.is_set():
+                _log.info("shutting down: draining for up to %gs", config.shutdown_grace)
+                await app.drain(config.shutdown_grace)
 
         await serve(app, hypercorn, shutdown_trigger=trigger)  # type: ignore[arg-type]
         return 1 if app.failed.is_set() else 0

@@ -69,6 +69,12 @@ class EngineStats:
     stalled: int
     #: Sequences ended by their deadline.
     expired: int
+    #: Sequences ended because their client went away.
+    gone: int
+    #: Sequences ended by :meth:`Engine.cancel_all` (shutdown).
+    evicted: int
+    #: KV cells holding tokens, over all slots (idle slots keep theirs for prefix reuse).
+    kv_used: int
 
 
 class _Slot:
@@ -117,6 +123,10 @@ class Engine:
         self._pauses = 0
         self._stalled = 0
         self._expired = 0
+        self._gone = 0
+        self._evicted = 0
+        #: Set by cancel_all(): the message the engine thread ends every sequence with.
+        self._eviction: str | None = None
         self._thread = threading.Thread(target=self._run, name="sluice-engine", daemon=True)
 
     def start(self) -> None:
@@ -157,6 +167,15 @@ class Engine:
             self._cond.notify()
         return handle
 
+    def cancel_all(self, message: str) -> None:
+        """End every running and queued sequence at the next step, with ``message``.
+
+        Thread-safe and non-blocking; the engine stays usable afterwards.
+        """
+        with self._cond:
+            self._eviction = message
+            self._cond.notify()
+
     def wake(self) -> None:
         """Tell the engine a consumer resumed, left or cancelled. Thread-safe, non-blocking."""
         with self._cond:
@@ -176,6 +195,9 @@ class Engine:
             self._pauses,
             self._stalled,
             self._expired,
+            self._gone,
+            self._evicted,
+            sum(len(slot.cached) for slot in self._slots),
         )
 
     # -- engine thread ----------------------------------------------------------------
@@ -218,6 +240,8 @@ class Engine:
         return ((slot, slot.sequence) for slot in self._slots if slot.sequence is not None)
 
     def _has_work(self) -> bool:
+        if self._eviction is not None:
+            return True
         if any(s.handle.cancelled or s.sink.gone for s in self._queue):
             return True
         if self._queue and any(slot.sequence is None for slot in self._slots):
@@ -227,10 +251,16 @@ class Engine:
     def _retire(self, events: Outbox, now: float) -> None:
         """End sequences whose client left, whose deadline passed, or that stalled too long."""
         stall = self.options.stall_timeout
+        with self._cond:
+            eviction, self._eviction = self._eviction, None
         for sequence in list(self._running()):
             produced: list[Event] = []
             if sequence.sink.gone or sequence.handle.cancelled:
+                self._gone += sequence.sink.gone
                 produced = sequence.finish("cancelled")
+            elif eviction is not None:
+                self._evicted += 1
+                produced = sequence.finish("cancelled", eviction)
             elif sequence.expired(now):
                 self._expired += 1
                 produced = sequence.finish("deadline", sequence.deadline_message())
@@ -243,17 +273,23 @@ class Engine:
                 self._release(sequence)
         with self._cond:
             leaving = [
-                s for s in self._queue if s.sink.gone or s.handle.cancelled or s.expired(now)
+                s
+                for s in self._queue
+                if eviction is not None or s.sink.gone or s.handle.cancelled or s.expired(now)
             ]
             for sequence in leaving:
                 self._queue.remove(sequence)
         for leader in leaving:
             expired = leader.expired(now)
             for sequence in (leader, *leader.forks):
-                if expired:
+                if eviction is not None and not sequence.sink.gone:
+                    self._evicted += 1
+                    produced = sequence.finish("cancelled", eviction)
+                elif expired:
                     self._expired += 1
                     produced = sequence.finish("deadline", sequence.deadline_message())
                 else:
+                    self._gone += sequence.sink.gone
                     produced = sequence.finish("cancelled")
                 events.extend((sequence.sink, e) for e in produced)
 

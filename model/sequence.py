@@ -154,17 +154,17 @@ class Sequence:
         """Account for one sampled token; ``room`` is how many more fit in the context."""
         if eog and not self.request.ignore_eos:
             # The end-of-generation token is not output: it is neither shown nor counted.
-            return self._end("stop", "")
+            return self._end("stop", "", tokens=0)
         self.generated += 1
         self.last_token = token
         if self._logprobs is not None and logprob is not None:
             self._logprobs.add(logprob)
         text, stopped = self._stop.push(self._detokenizer.push(token))
         if stopped:
-            return self._events(text, "stop")
+            return self._events(text, "stop", tokens=1)
         limit = self.request.max_tokens
         if (limit is not None and self.generated >= limit) or room <= 0:
-            return self._end("length", text)
+            return self._end("length", text, tokens=1)
         if not text:
             return []
         entries = self._logprobs.release(text, final=False) if self._logprobs else ()
@@ -175,7 +175,7 @@ class Sequence:
         self.phase = Phase.DONE
         return [Finished(reason, self.usage(), message, self.index)]
 
-    def _end(self, reason: FinishReason, text: str) -> list[Event]:
+    def _end(self, reason: FinishReason, text: str, *, tokens: int) -> list[Event]:
         # A natural end: bytes and stop-string prefixes held back are real output now,
         # unless the very last bytes complete a stop string after all.
         cut = reason == "length"
@@ -183,11 +183,13 @@ class Sequence:
         if not stopped:
             tail += self._stop.flush()
             stopped = self._stop.matched
-        return self._events(text + tail, "stop" if stopped else reason)
+        return self._events(text + tail, "stop" if stopped else reason, tokens=tokens)
 
-    def _events(self, text: str, reason: FinishReason) -> list[Event]:
+    def _events(self, text: str, reason: FinishReason, *, tokens: int) -> list[Event]:
+        """The last text (``tokens``: whether it carries this step's token) and the finish."""
         self.phase = Phase.DONE
         entries = self._logprobs.release(text, final=True) if self._logprobs else ()
-        events: list[Event] = [Delta(text, 0, self.index, entries)] if text or entries else []
+        has_text = text or entries or tokens
+        events: list[Event] = [Delta(text, tokens, self.index, entries)] if has_text else []
         events.append(Finished(reason, self.usage(), index=self.index))
         return events

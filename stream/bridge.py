@@ -29,8 +29,16 @@ __all__ = ["Channel", "LoopDispatch"]
 class Channel:
     """One sequence's events, from the engine's dispatch to exactly one reader."""
 
-    def __init__(self, capacity: int, wake: Callable[[], None], *, finals: int = 1) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        wake: Callable[[], None],
+        *,
+        finals: int = 1,
+        observe: Callable[[Event], None] | None = None,
+    ) -> None:
         self._send, self._recv = anyio.create_memory_object_stream[Event](capacity)
+        self._observe = observe
         #: Finished events still to come: one per choice of the request.
         self._finals = finals
         self._capacity = capacity
@@ -77,6 +85,8 @@ class Channel:
         event = await self._recv.receive()
         if not self._accepting:
             self._refill()
+        if self._observe is not None:
+            self._observe(event)
         return event
 
     def _refill(self) -> None:

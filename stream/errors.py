@@ -4,9 +4,11 @@
 
     APIError                 {"error": {"message", "type", "param", "code"}} with a status
      +- InvalidRequest       400 invalid_request_error
+ +- Unauthorized         401 (missing or wrong API key)
      +- NotFound             404 (routes, models)
      +- MethodNotAllowed     405
  +- PayloadTooLarge      413
+ +- UnsupportedMediaType 415
      +- Unavailable          503 (model still loading)
  +- DeadlineExceeded     504 (the request's deadline passed before it finished)
      +- RateLimited          429 (wait queue full), with Retry-After
@@ -25,7 +27,9 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "Unauthorized",
     "Unavailable",
+    "UnsupportedMediaType",
     "error_object",
 ]
 
@@ -68,6 +72,11 @@ class InvalidRequest(APIError):
     type = "invalid_request_error"
 
 
+class Unauthorized(APIError):
+    status = 401
+    type = "invalid_request_error"
+
+
 class NotFound(APIError):
     status = 404
     type = "invalid_request_error"
@@ -80,6 +89,11 @@ class MethodNotAllowed(APIError):
 
 class PayloadTooLarge(APIError):
     status = 413
+    type = "invalid_request_error"
+
+
+class UnsupportedMediaType(APIError):
+    status = 415
     type = "invalid_request_error"
 
 

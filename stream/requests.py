@@ -99,6 +99,8 @@ class ChatRequest(_Common):
     #: None: no logprobs; otherwise how many alternatives per token (``top_logprobs``).
     logprobs: int | None = None
     response_format: ResponseFormat | None = None
+    #: Which of the two names the client used for the completion limit (for errors).
+    max_tokens_field: str = "max_tokens"
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +363,7 @@ def parse_chat(body: dict[str, Any]) -> ChatRequest:
         messages=messages,
         logprobs=(top or 0) if wanted else None,
         response_format=fmt,
+        max_tokens_field="max_completion_tokens" if newer is not None else "max_tokens",
     )
 
 
