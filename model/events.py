@@ -18,11 +18,12 @@ __all__ = [
     "SequenceSink",
     "TokenChoice",
     "TokenLogprobs",
+    "ToolCallDelta",
     "Usage",
 ]
 
 #: ``stop`` and ``length`` are OpenAI's; the others end a stream early for a server reason.
-FinishReason = Literal["stop", "length", "cancelled", "deadline", "error"]
+FinishReason = Literal["stop", "length", "tool_calls", "cancelled", "deadline", "error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,18 @@ class Delta:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """Part of tool call ``call`` of choice ``index``: its start (``id`` and ``name`` set,
+    empty ``arguments``) or the next fragment of its JSON arguments."""
+
+    index: int
+    call: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     """Choice ``index`` is complete; a request with ``n`` choices gets ``n`` of these."""
 
@@ -76,7 +89,7 @@ class Finished:
     index: int = 0
 
 
-Event = Delta | Finished
+Event = Delta | ToolCallDelta | Finished
 
 
 class SequenceSink(Protocol):

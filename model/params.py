@@ -66,3 +66,5 @@ class GenerationRequest:
     #: None: no logprobs; otherwise how many top alternatives to report per token (0-20).
     logprobs: int | None = None
     grammar: Grammar | None = None
+    #: Functions the output may call (parsed into tool calls); None: plain text output.
+    tools: tuple[str, ...] | None = None

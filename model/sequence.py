@@ -17,12 +17,14 @@ from .events import (
     SequenceSink,
     TokenChoice,
     TokenLogprobs,
+    ToolCallDelta,
     Usage,
 )
 from .logprobs import TokenLogprob
 from .params import GenerationRequest
 from .sampling import Sampler
 from .stop import StopMatcher
+from .tool_calls import ContentText, ToolCallParser, ToolCallStart
 
 __all__ = ["Phase", "Pieces", "Sequence", "SequenceHandle"]
 
@@ -132,6 +134,8 @@ class Sequence:
         self._detokenizer = Detokenizer(pieces.piece)
         self._stop = StopMatcher(request.stop)
         self._logprobs = _LogprobAligner(pieces) if request.logprobs is not None else None
+        self._tools = ToolCallParser(request.tools) if request.tools is not None else None
+        self._calls = 0
 
     @property
     def prompt(self) -> tuple[int, ...]:
@@ -165,10 +169,7 @@ class Sequence:
         limit = self.request.max_tokens
         if (limit is not None and self.generated >= limit) or room <= 0:
             return self._end("length", text, tokens=1)
-        if not text:
-            return []
-        entries = self._logprobs.release(text, final=False) if self._logprobs else ()
-        return [Delta(text, 1, self.index, entries)]
+        return self._emit(text, 1, final=False)
 
     def finish(self, reason: FinishReason, message: str = "") -> list[Event]:
         """End early (cancelled, deadline, error): nothing held back is sent."""
@@ -188,8 +189,31 @@ class Sequence:
     def _events(self, text: str, reason: FinishReason, *, tokens: int) -> list[Event]:
         """The last text (``tokens``: whether it carries this step's token) and the finish."""
         self.phase = Phase.DONE
-        entries = self._logprobs.release(text, final=True) if self._logprobs else ()
-        has_text = text or entries or tokens
-        events: list[Event] = [Delta(text, tokens, self.index, entries)] if has_text else []
+        events = self._emit(text, tokens, final=True)
+        if self._calls and reason == "stop":
+            reason = "tool_calls"
         events.append(Finished(reason, self.usage(), index=self.index))
+        return events
+
+    def _emit(self, text: str, tokens: int, *, final: bool) -> list[Event]:
+        """Output text as events: content, or tool-call parts when tools are in play."""
+        entries = self._logprobs.release(text, final=final) if self._logprobs else ()
+        if self._tools is None:
+            return [Delta(text, tokens, self.index, entries)] if text or entries or tokens else []
+        events: list[Event] = []
+        content = ""
+        for part in [*self._tools.push(text), *(self._tools.finish() if final else ())]:
+            if isinstance(part, ContentText):
+                content += part.text
+                continue
+            if content:
+                events.append(Delta(content, 0, self.index))
+                content = ""
+            if isinstance(part, ToolCallStart):
+                self._calls += 1
+                events.append(ToolCallDelta(self.index, part.index, part.id, part.name, ""))
+            else:
+                events.append(ToolCallDelta(self.index, part.index, None, None, part.fragment))
+        if content or entries or tokens:
+            events.append(Delta(content, tokens, self.index, entries))
         return events

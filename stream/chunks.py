@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Iterable
 from typing import Any, Literal
 
-from model.events import Delta, Event, Finished, TokenChoice, TokenLogprobs, Usage
+from model.events import Delta, Event, Finished, TokenChoice, TokenLogprobs, ToolCallDelta, Usage
 
 from .errors import error_object
 from .sse import DONE, data_frame
@@ -143,8 +144,21 @@ class Shaper:
             data_frame(self._chunk(self._choice(i, "", None, role=True))) for i in range(self.n)
         )
 
+    def _tool_call_delta(self, event: ToolCallDelta) -> dict[str, Any]:
+        call: dict[str, Any] = {"index": event.call}
+        if event.id is not None:
+            call.update(id=event.id, type="function")
+        function: dict[str, Any] = {"arguments": event.arguments}
+        if event.name is not None:
+            function["name"] = event.name
+        call["function"] = function
+        delta = {"tool_calls": [call]}
+        return {"index": event.index, "delta": delta, "logprobs": None, "finish_reason": None}
+
     def frame(self, event: Event) -> tuple[bytes, bool]:
         """SSE bytes for one engine event, and whether the stream is complete."""
+        if isinstance(event, ToolCallDelta):
+            return data_frame(self._chunk(self._tool_call_delta(event))), False
         if isinstance(event, Delta):
             if event.logprobs or event.index or self.logprobs:
                 choice = self._choice(event.index, event.text, None, logprobs=event.logprobs)
@@ -180,7 +194,11 @@ class Shaper:
             entries = tuple(entry for d in deltas for entry in d.logprobs)
             shaped = self._logprobs(index, entries) if self.logprobs else None
             if self.kind == "chat":
-                message = {"role": "assistant", "content": text, "refusal": None}
+                message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+                calls = _whole_calls(e for e in events if isinstance(e, ToolCallDelta))
+                if calls.get(index):
+                    message["tool_calls"] = calls[index]
+                    message["content"] = text or None
                 choices.append(
                     {
                         "index": index,
@@ -207,3 +225,15 @@ class Shaper:
             "choices": choices,
             "usage": usage_object(self._usage()),
         }
+
+
+def _whole_calls(parts: Iterable[ToolCallDelta]) -> dict[int, list[dict[str, Any]]]:
+    """Tool-call deltas reassembled per choice, as a non-streamed message carries them."""
+    calls: dict[int, list[dict[str, Any]]] = {}
+    for part in parts:
+        choice = calls.setdefault(part.index, [])
+        if part.id is not None:
+            function = {"name": part.name, "arguments": ""}
+            choice.append({"id": part.id, "type": "function", "function": function})
+        choice[part.call]["function"]["arguments"] += part.arguments
+    return calls

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 
 from model.params import SamplingParams
 from stream.errors import InvalidRequest
-from stream.requests import ChatRequest, CompletionRequest, parse_chat, parse_completion, parse_json
+from stream.requests import (
+    ChatRequest,
+    CompletionRequest,
+    ResponseFormat,
+    parse_chat,
+    parse_completion,
+    parse_json,
+)
 
 Parser = Callable[[dict[str, Any]], ChatRequest | CompletionRequest]
 
@@ -570,7 +577,8 @@ def test_several_unsupported_parameters_are_all_named() -> None:
 @BOTH
 @pytest.mark.parametrize("n", [2, 128])
 def test_n_greater_than_one(parse: Parser, body: Callable[..., dict[str, Any]], n: int) -> None:
-    assert refused(parse, body(n=n)).param == "n"
+    # Accepted here; the service checks n against its slots.
+    assert parse(body(n=n)).n == n
 
 
 @BOTH
@@ -586,29 +594,47 @@ def test_n_of_one_is_fine(parse: Parser, body: Callable[..., dict[str, Any]]) ->
 
 
 def test_chat_logprobs() -> None:
-    assert refused(parse_chat, chat(logprobs=True)).param == "logprobs"
-    parse_chat(chat(logprobs=False))
+    assert parse_chat(chat(logprobs=True)).logprobs == 0
+    assert parse_chat(chat(logprobs=True, top_logprobs=20)).logprobs == 20
+    assert parse_chat(chat(logprobs=False)).logprobs is None
     assert refused(parse_chat, chat(top_logprobs=2)).param == "top_logprobs"
+    assert refused(parse_chat, chat(logprobs=True, top_logprobs=21)).param == "top_logprobs"
+    assert refused(parse_chat, chat(logprobs=3)).param == "logprobs"
 
 
 def test_completion_logprobs() -> None:
-    assert refused(parse_completion, completion(logprobs=3)).param == "logprobs"
-    parse_completion(completion(logprobs=0))
-    parse_completion(completion(logprobs=None))
+    assert parse_completion(completion(logprobs=3)).logprobs == 3
+    assert parse_completion(completion(logprobs=0)).logprobs == 0
+    assert parse_completion(completion(logprobs=None)).logprobs is None
+    assert refused(parse_completion, completion(logprobs=6)).param == "logprobs"
+
+
+def test_response_formats() -> None:
+    assert parse_chat(chat(response_format={"type": "json_object"})).response_format == (
+        ResponseFormat("json_object")
+    )
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    spec = {"name": "x", "schema": schema, "strict": True}
+    parsed = parse_chat(chat(response_format={"type": "json_schema", "json_schema": spec}))
+    assert parsed.response_format == ResponseFormat("json_schema", schema, True)
 
 
 @pytest.mark.parametrize(
-    "fmt",
+    ("fmt", "param"),
     [
-        {"type": "json_object"},
-        {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}},
-        "json_object",
-        {},
+        ("json_object", "response_format"),
+        ({}, "response_format"),
+        ({"type": "yaml"}, "response_format"),
+        ({"type": "json_schema"}, "response_format.json_schema"),
+        ({"type": "json_schema", "json_schema": {"schema": {}}}, "response_format.json_schema"),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": []}},
+            "response_format.json_schema.schema",
+        ),
     ],
 )
-def test_response_formats_other_than_text_are_refused(fmt: Any) -> None:
-    error = refused(parse_chat, chat(response_format=fmt))
-    assert error.param == "response_format"
+def test_malformed_response_formats_are_refused(fmt: Any, param: str) -> None:
+    assert refused(parse_chat, chat(response_format=fmt)).param == param
 
 
 def test_response_format_text_is_fine() -> None:
