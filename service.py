@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from hypercorn.config import Config as HypercornConfig
 
     from model.runtime import Runtime
+    from model.tools import Tool, ToolChoice
 
 __all__ = ["Config", "Sluice", "app", "main"]
 
@@ -469,10 +470,15 @@ class Sluice:
         return await self._generate(runtime, request, receive)
 
     def _grammar(
-        self, runtime: Runtime, request: ChatRequest | CompletionRequest
+        self,
+        runtime: Runtime,
+        request: ChatRequest | CompletionRequest,
+        tools: Sequence[Tool],
+        choice: ToolChoice | None,
     ) -> Grammar | None:
         fmt = request.response_format if isinstance(request, ChatRequest) else None
-        if fmt is None:
+        forced = bool(tools) and choice is not None and choice.mode == "required"
+        if fmt is None and not forced:
             return None
         from model.grammar import (
             GrammarError,
@@ -480,17 +486,29 @@ class Sluice:
             json_object_grammar,
             json_schema_grammar,
         )
+        from model.tools import ToolError, tool_call_grammar
 
+        if fmt is not None and forced:
+            raise InvalidRequest(
+                "A forced tool call and a response_format cannot both constrain one answer.",
+                param="tool_choice",
+            )
         param = "response_format"
         try:
-            if fmt.type == "json_object":
+            if forced:
+                assert choice is not None
+                param = "tool_choice"
+                grammar = tool_call_grammar(tools, choice)
+            elif fmt is not None and fmt.type == "json_object":
                 grammar = json_object_grammar()
-            else:
+            elif fmt is not None:
                 param = "response_format.json_schema.schema"
                 grammar = json_schema_grammar(fmt.schema or {}, strict=fmt.strict)
             check_grammar(grammar, runtime.model.vocab)
+        except ToolError as exc:
+            raise InvalidRequest(str(exc), param=exc.param) from None
         except GrammarError as exc:
-            raise InvalidRequest(f"Invalid response_format: {exc}", param=param) from None
+            raise InvalidRequest(f"Invalid {param}: {exc}", param=param) from None
         return grammar
 
     async def _generate(
@@ -510,9 +528,12 @@ class Sluice:
                 param="messages",
             )
 
+        tools, choice = _tools(request)
+        calling = bool(tools) and choice is not None and choice.mode != "none"
         try:
             if isinstance(request, ChatRequest):
-                param, prompt = "messages", runtime.chat_prompt(request.messages)
+                prompt = runtime.chat_prompt(request.messages, tools, choice)
+                param = "messages"
             else:
                 param, prompt = "prompt", runtime.text_prompt(request.prompt)
         except PromptError as exc:
@@ -539,7 +560,14 @@ class Sluice:
                 f"'n' may be at most {engine.options.slots} here (one slot per choice).",
                 param="n",
             )
-        grammar = self._grammar(runtime, request)
+        grammar = self._grammar(runtime, request, tools, choice)
+        if grammar is not None and request.ignore_eos:
+            # A complete grammar allows nothing but end-of-generation; going on would abort
+            # llama.cpp.
+            raise InvalidRequest(
+                "'ignore_eos' cannot be combined with a response_format or a forced tool call.",
+                param="ignore_eos",
+            )
         room = limit - len(prompt)
         wanted = request.max_tokens
         cap = self.config.max_tokens_limit
@@ -566,6 +594,7 @@ class Sluice:
             n=request.n,
             logprobs=request.logprobs,
             grammar=grammar,
+            tools=tuple(tool.name for tool in tools) if calling else None,
         )
         shaper = Shaper(
             "chat" if isinstance(request, ChatRequest) else "completion",
@@ -617,6 +646,21 @@ class Sluice:
 _PUBLIC = frozenset({"/health", "/ready", "/metrics"})
 
 _access = logging.getLogger("sluice.access")
+
+
+def _tools(request: ChatRequest | CompletionRequest) -> tuple[tuple[Tool, ...], ToolChoice | None]:
+    if not isinstance(request, ChatRequest):
+        return (), None
+    from model.tools import ToolError, parse_tool_choice, parse_tools
+
+    try:
+        tools = parse_tools(request.tools)
+        choice = parse_tool_choice(
+            request.tool_choice, tools, parallel_tool_calls=request.parallel_tool_calls
+        )
+    except ToolError as exc:
+        raise InvalidRequest(str(exc), param=exc.param) from None
+    return tools, choice
 
 
 def _idle(runtime: Runtime) -> bool:

@@ -11,6 +11,13 @@ from .events import Dispatch
 from .llama import LlamaModel
 from .source import ResolvedModel
 from .template import ChatTemplate, TemplateError, load_chat_template
+from .tools import (
+    Tool,
+    ToolChoice,
+    flatten_tool_messages,
+    messages_with_tools,
+    template_supports_tools,
+)
 
 __all__ = ["PromptError", "Runtime"]
 
@@ -76,10 +83,23 @@ class Runtime:
     def chat_prompt(
         self,
         messages: Sequence[Mapping[str, Any]],
-        tools: Sequence[Mapping[str, Any]] | None = None,
+        tools: Sequence[Tool] = (),
+        choice: ToolChoice | None = None,
     ) -> list[int]:
+        """Render and tokenize a conversation; ``tools`` the model may call (see model.tools).
+
+        A template that knows tools gets them natively; any other gets the generic format.
+        """
+        native: list[dict[str, Any]] | None = None
+        if tools and choice is not None and choice.mode != "none":
+            if template_supports_tools(self.template.source):
+                native = [tool.spec() for tool in tools]
+            else:
+                messages = messages_with_tools(messages, tools, choice)
+        elif any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
+            messages = flatten_tool_messages(messages)
         try:
-            text = self.template.render(messages, tools=tools)
+            text = self.template.render(messages, tools=native)
         except TemplateError as exc:
             raise PromptError(
                 f"The model's chat template rejected these messages: {exc}", "messages"

@@ -37,9 +37,6 @@ _UNSUPPORTED = {
     "web_search_options",
     "functions",
     "function_call",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
     "reasoning_effort",
     "best_of",
     "suffix",
@@ -65,7 +62,15 @@ _COMMON = {
     "ignore_eos",
     "timeout",
 }
-_CHAT = _COMMON | {"messages", "max_completion_tokens", "response_format", "top_logprobs"}
+_CHAT = _COMMON | {
+    "messages",
+    "max_completion_tokens",
+    "response_format",
+    "top_logprobs",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+}
 _COMPLETION = _COMMON | {"prompt"}
 
 
@@ -101,6 +106,10 @@ class ChatRequest(_Common):
     response_format: ResponseFormat | None = None
     #: Which of the two names the client used for the completion limit (for errors).
     max_tokens_field: str = "max_tokens"
+    #: ``tools``, ``tool_choice`` and ``parallel_tool_calls`` as sent; model.tools checks them.
+    tools: Any = None
+    tool_choice: Any = None
+    parallel_tool_calls: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,10 +318,51 @@ def _messages(body: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
                 param=f"messages[{i}].role",
             )
         # Templates written for "system" rarely know "developer", its newer name.
-        parsed.append(
-            {"role": "system" if role == "developer" else role, "content": _content(message, i)}
-        )
+        entry: dict[str, Any] = {
+            "role": "system" if role == "developer" else role,
+            "content": _content(message, i),
+        }
+        if role == "assistant" and message.get("tool_calls") is not None:
+            entry["tool_calls"] = _tool_calls(message["tool_calls"], i)
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if not isinstance(call_id, str):
+                raise InvalidRequest(
+                    f"'messages[{i}].tool_call_id' must be the id of the call it answers.",
+                    param=f"messages[{i}].tool_call_id",
+                )
+            entry["tool_call_id"] = call_id
+        if isinstance(message.get("name"), str):
+            entry["name"] = message["name"]
+        parsed.append(entry)
     return tuple(parsed)
+
+
+def _tool_calls(value: Any, i: int) -> list[dict[str, Any]]:
+    param = f"messages[{i}].tool_calls"
+    if not isinstance(value, list):
+        raise InvalidRequest(f"'{param}' must be an array.", param=param)
+    calls = []
+    for j, call in enumerate(value):
+        function = call.get("function") if isinstance(call, dict) else None
+        if (
+            not isinstance(function, dict)
+            or not isinstance(function.get("name"), str)
+            or not isinstance(function.get("arguments"), str)
+        ):
+            raise InvalidRequest(
+                f"'{param}[{j}]' must be {{'id', 'type': 'function', 'function': "
+                "{'name', 'arguments'}}} with arguments as a JSON string.",
+                param=f"{param}[{j}]",
+            )
+        calls.append(
+            {
+                "id": str(call.get("id", "")),
+                "type": "function",
+                "function": {"name": function["name"], "arguments": function["arguments"]},
+            }
+        )
+    return calls
 
 
 def _response_format(value: Any) -> ResponseFormat | None:
@@ -364,6 +414,9 @@ def parse_chat(body: dict[str, Any]) -> ChatRequest:
         logprobs=(top or 0) if wanted else None,
         response_format=fmt,
         max_tokens_field="max_completion_tokens" if newer is not None else "max_tokens",
+        tools=body.get("tools"),
+        tool_choice=body.get("tool_choice"),
+        parallel_tool_calls=body.get("parallel_tool_calls"),
     )
 
 
