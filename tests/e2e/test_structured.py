@@ -191,7 +191,7 @@ def test_named_tool_choice_calls_that_function(sdk: openai.OpenAI) -> None:
         temperature=0,
         max_tokens=120,
     )
-    calls = reply.choices[0].message.tool_calls or []
+    calls: list[Any] = list(reply.choices[0].message.tool_calls or [])
     assert [c.function.name for c in calls] == ["get_weather"]
     assert_valid_weather_call(calls[0])
 
@@ -216,7 +216,8 @@ def test_streamed_tool_call_deltas_reassemble_into_the_same_call(sdk: openai.Ope
             finish = chunk.choices[0].finish_reason or finish
     first = parts[0]
     # As OpenAI streams them: id, type and name first, then argument fragments.
-    assert first.id and first.type == "function"
+    assert first.id
+    assert first.type == "function"
     assert first.function.name == "get_weather"
     assert all(p.id is None and p.function.name is None for p in parts[1:])
     assert all(p.index == 0 for p in parts)
