@@ -211,13 +211,35 @@ def test_roles_are_kept_and_developer_becomes_system() -> None:
         {"role": "tool", "content": "42", "tool_call_id": "call_1"},
     ]
     request = parse_chat(chat(messages=messages))
+    # Names and tool-call ids travel on: templates and the tool format use them.
     assert request.messages == (
         {"role": "system", "content": "Be brief."},
         {"role": "system", "content": "Be kind."},
-        {"role": "user", "content": "Hi"},
+        {"role": "user", "content": "Hi", "name": "ann"},
         {"role": "assistant", "content": "Hello"},
-        {"role": "tool", "content": "42"},
+        {"role": "tool", "content": "42", "tool_call_id": "call_1"},
     )
+
+
+def test_assistant_tool_calls_are_kept_in_openai_shape() -> None:
+    call = {"id": "call_9", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [*USER, {"role": "assistant", "content": None, "tool_calls": [call]}]
+    assert parse_chat(chat(messages=messages)).messages[1]["tool_calls"] == [call]
+
+
+@pytest.mark.parametrize(
+    ("message", "param"),
+    [
+        ({"role": "assistant", "content": None, "tool_calls": {}}, "messages[1].tool_calls"),
+        (
+            {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]},
+            "messages[1].tool_calls[0]",
+        ),
+        ({"role": "tool", "content": "42"}, "messages[1].tool_call_id"),
+    ],
+)
+def test_malformed_tool_turns_are_refused(message: dict[str, Any], param: str) -> None:
+    assert refused(parse_chat, chat(messages=[*USER, message])).param == param
 
 
 # --- prompt ---------------------------------------------------------------------------------------
@@ -534,11 +556,8 @@ def test_at_most_four_stops(parse: Parser, body: Callable[..., dict[str, Any]]) 
 # --- unsupported, accepted and unknown parameters ---------------------------------------------
 
 UNSUPPORTED: list[tuple[str, Any]] = [
-    ("tools", [{"type": "function", "function": {"name": "f", "parameters": {}}}]),
-    ("tool_choice", "auto"),
     ("functions", [{"name": "f"}]),
     ("function_call", "auto"),
-    ("parallel_tool_calls", True),
     ("audio", {"voice": "alloy", "format": "wav"}),
     ("modalities", ["text", "audio"]),
     ("prediction", {"type": "content", "content": "x"}),
@@ -560,17 +579,26 @@ def test_unsupported_completion_parameters_are_refused_by_name(name: str, value:
     assert error.param == name
 
 
-@pytest.mark.parametrize(
-    ("name", "value"), [("tools", None), ("echo", False), ("tool_choice", None)]
-)
+@pytest.mark.parametrize(("name", "value"), [("echo", False), ("audio", None)])
 def test_unsupported_parameters_left_unset_are_fine(name: str, value: Any) -> None:
     parse_chat(chat(**{name: value}))
     parse_completion(completion(**{name: value}))
 
 
+def test_tools_pass_through_to_the_service() -> None:
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    request = parse_chat(chat(tools=tools, tool_choice="auto", parallel_tool_calls=False))
+    assert (request.tools, request.tool_choice, request.parallel_tool_calls) == (
+        tools,
+        "auto",
+        False,
+    )
+    assert refused(parse_completion, completion(tools=tools)).param == "tools"
+
+
 def test_several_unsupported_parameters_are_all_named() -> None:
-    error = refused(parse_chat, chat(tools=[{"type": "function"}], audio={"voice": "alloy"}))
-    assert "tools" in error.message
+    error = refused(parse_chat, chat(modalities=["audio"], audio={"voice": "alloy"}))
+    assert "modalities" in error.message
     assert "audio" in error.message
 
 
