@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -100,3 +103,45 @@ def running_server(**overrides: Any) -> Iterator[RunningServer]:
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=30)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def serving(
+    argv: list[str], env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """Run the service as a process (``argv`` plus ``--port``) until it is ready.
+
+    Its output goes to a file (a pipe nobody reads could fill and block it) and is shown
+    when it never becomes ready.
+    """
+    port = free_port()
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(
+            [*argv, "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    if httpx.get(url + "/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or process.poll() is not None:
+                    output.seek(0)
+                    raise AssertionError(f"service did not become ready: {output.read()}")
+                time.sleep(0.05)
+            yield url, process
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()

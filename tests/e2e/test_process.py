@@ -8,14 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .server import embedded_model, free_port
+from .server import embedded_model, free_port, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -30,41 +28,6 @@ def run_service(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
         timeout=120,
         env=env,
     )
-
-
-@contextmanager
-def serving(
-    argv: list[str], env: dict[str, str] | None = None
-) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = free_port()
-    process = subprocess.Popen(
-        [*argv, "--port", str(port)] if "--bind" not in argv else argv,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(url + "/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            output = process.stdout.read() if process.stdout else ""
-            raise AssertionError(f"service did not become ready: {output}")
-        yield url, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        if process.stdout:
-            process.stdout.close()
 
 
 def stop(process: subprocess.Popen[str]) -> int:

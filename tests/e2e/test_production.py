@@ -20,7 +20,7 @@ import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
-from .server import RunningServer, free_port, running_server
+from .server import RunningServer, running_server, serving
 from .sse_client import Frame, content_of, frames
 
 CHAT = "/v1/chat/completions"
@@ -211,39 +211,19 @@ def test_tls_with_http2_by_alpn(tmp_path: Path) -> None:
 
 
 def test_sigterm_drains_live_streams_and_exits_zero() -> None:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "service.py",
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--slots",
-            "3",
-            "--shutdown-grace",
-            "3",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline
-            assert process.poll() is None
-            time.sleep(0.05)
+    argv = [
+        sys.executable,
+        "service.py",
+        "--host",
+        "127.0.0.1",
+        "--slots",
+        "3",
+        "--shutdown-grace",
+        "5",
+        "--log-level",
+        "warning",
+    ]
+    with serving(argv) as (url, process):
         results: dict[str, list[Frame]] = {"short": [], "long-1": [], "long-2": []}
         short_nearly_done = threading.Event()
 
@@ -275,14 +255,7 @@ def test_sigterm_drains_live_streams_and_exits_zero() -> None:
         for worker in workers:
             worker.join(timeout=60)
         code = process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        stderr = process.stderr.read() if process.stderr else ""
-        if process.stderr:
-            process.stderr.close()
-    assert code == 0, stderr
+    assert code == 0
     assert ready.status_code == 503
     assert ready.json()["status"] == "draining"
     assert refused.status_code == 503

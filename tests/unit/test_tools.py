@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jsonschema  # type: ignore[import-untyped]
@@ -34,7 +34,7 @@ from model.tools import (
     tool_call_grammar,
     tools_system_prompt,
 )
-from tests.unit.test_grammar import EmbeddedModel, chat_prompt
+from tests.unit.embedded import EmbeddedModel, chat_prompt
 
 _WEATHER: dict[str, Any] = {
     "type": "function",
@@ -419,20 +419,6 @@ def test_any_split_gives_the_same_events(data: st.DataObject, pieces: list[str])
 
 
 # -- grammars ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def vocab_model() -> Iterator[EmbeddedModel]:
-    loaded = EmbeddedModel(vocab_only=True)
-    yield loaded
-    loaded.close()
-
-
-@pytest.fixture(scope="module")
-def full_model() -> Iterator[EmbeddedModel]:
-    loaded = EmbeddedModel(vocab_only=False)
-    yield loaded
-    loaded.close()
 
 
 _ARGS = '{"name": "get_weather", "arguments": {"city": "Oslo", "unit": "celsius"}}'
