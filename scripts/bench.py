@@ -158,7 +158,9 @@ def stream_completion(port: int, prompt: str, n_tokens: int) -> Run:
     status = buffer.split(b"\r\n", 1)[0]
     if b" 200 " not in status + b" ":
         raise ConnectionError(f"server answered {status!r}")
-    usage = json.loads(buffer[buffer.index(b'"usage":') + 8 :].split(b"}}", 1)[0] + b"}}")
+    # Every chunk carries "usage":null; the usage chunk at the end has the object.
+    at = buffer.rindex(b'"usage":{') + len(b'"usage":')
+    usage = json.loads(buffer[at:].split(b"}}", 1)[0] + b"}}")
     empty = buffer.count(b'"text":""')  # the final chunk carries finish_reason, no text
     arrivals = arrivals[: len(arrivals) - empty]
     return Run(arrivals[0] - start, int(usage["completion_tokens"]), arrivals[-1] - arrivals[0])
