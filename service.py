@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import dataclasses
 import hmac
-import json
 import logging
 import os
 import signal
@@ -18,7 +17,6 @@ import socket
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,11 +25,12 @@ import anyio
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model.events import Finished
-from model.params import GenerationRequest, Grammar
+from model.params import GenerationRequest
 from model.source import ModelSourceError, ResolvedModel, resolve_model
+from stream.access import AccessLog, JSONLogFormatter
 from stream.bridge import Channel, LoopDispatch
 from stream.chunks import SERVER_ENDS, Shaper
 from stream.errors import (
@@ -194,16 +193,17 @@ class Sluice:
             "/v1/completions": {"POST": self._completion},
         }
         origins = [o.strip() for o in (config.cors_origins or "").split(",") if o.strip()]
-        self._entry: ASGIApp = self._route
+        entry: ASGIApp = self._route
         if origins:
-            self._entry = CORSMiddleware(
-                self._route,
+            entry = CORSMiddleware(
+                entry,
                 allow_origins=origins,
                 allow_methods=["GET", "POST", "OPTIONS"],
                 allow_headers=["authorization", "content-type", "x-request-id"],
                 expose_headers=["x-request-id", "retry-after"],
                 max_age=600,
             )
+        self._entry = AccessLog(entry, self.metrics, self._route_name)
 
     @property
     def runtime(self) -> Runtime | None:
@@ -311,51 +311,31 @@ class Sluice:
     # -- HTTP -------------------------------------------------------------------------
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
         path: str = scope["path"]
         method: str = scope["method"]
         headers = Headers(scope=scope)
-        request_id = _request_id(headers.get("x-request-id"))
-        status = 500
-        route = "other"
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
-            await send(message)
-
         try:
-            try:
-                route, routes = self._find(path)
-                handler = routes.get(method)
-                if handler is None:
-                    allow = ", ".join(routes)
-                    raise MethodNotAllowed(
-                        f"Method {method} is not allowed for {path}; use {allow}.",
-                        code="method_not_allowed",
-                        headers={"allow": allow},
-                    )
-                self._authorize(route, headers)
-                if method == "POST":
-                    _check_content_type(headers)
-                response = await handler(scope, receive)
-            except APIError as exc:
-                response = JSONResponse(exc.body(), exc.status, headers=exc.headers)
-            await response(scope, receive, send_with_id)
-        finally:
-            elapsed = time.perf_counter() - started
-            self.metrics.requests.labels(route, str(status)).inc()
-            self.metrics.duration.labels(route).observe(elapsed)
-            _access.info(
-                "%s %s %s %.1fms",
-                method,
-                path,
-                status,
-                elapsed * 1000,
-                extra={"request_id": request_id, "status": status, "path": path},
-            )
+            route, routes = self._find(path)
+            handler = routes.get(method)
+            if handler is None:
+                allow = ", ".join(routes)
+                raise MethodNotAllowed(
+                    f"Method {method} is not allowed for {path}; use {allow}.",
+                    code="method_not_allowed",
+                    headers={"allow": allow},
+                )
+            self._authorize(route, headers)
+            if method == "POST":
+                _check_content_type(headers)
+            response = await handler(scope, receive)
+        except APIError as exc:
+            response = JSONResponse(exc.body(), exc.status, headers=exc.headers)
+        await response(scope, receive, send)
+
+    def _route_name(self, path: str) -> str:
+        if path in self._routes:
+            return path
+        return "/v1/models/{id}" if path.startswith("/v1/models/") else "other"
 
     def _find(self, path: str) -> tuple[str, dict[str, Handler]]:
         routes = self._routes.get(path)
@@ -469,48 +449,6 @@ class Sluice:
         runtime = self._serving(request.model)
         return await self._generate(runtime, request, receive)
 
-    def _grammar(
-        self,
-        runtime: Runtime,
-        request: ChatRequest | CompletionRequest,
-        tools: Sequence[Tool],
-        choice: ToolChoice | None,
-    ) -> Grammar | None:
-        fmt = request.response_format if isinstance(request, ChatRequest) else None
-        forced = bool(tools) and choice is not None and choice.mode == "required"
-        if fmt is None and not forced:
-            return None
-        from model.grammar import (
-            GrammarError,
-            check_grammar,
-            json_object_grammar,
-            json_schema_grammar,
-        )
-        from model.tools import ToolError, tool_call_grammar
-
-        if fmt is not None and forced:
-            raise InvalidRequest(
-                "A forced tool call and a response_format cannot both constrain one answer.",
-                param="tool_choice",
-            )
-        param = "response_format"
-        try:
-            if forced:
-                assert choice is not None
-                param = "tool_choice"
-                grammar = tool_call_grammar(tools, choice)
-            elif fmt is not None and fmt.type == "json_object":
-                grammar = json_object_grammar()
-            elif fmt is not None:
-                param = "response_format.json_schema.schema"
-                grammar = json_schema_grammar(fmt.schema or {}, strict=fmt.strict)
-            check_grammar(grammar, runtime.model.vocab)
-        except ToolError as exc:
-            raise InvalidRequest(str(exc), param=exc.param) from None
-        except GrammarError as exc:
-            raise InvalidRequest(f"Invalid {param}: {exc}", param=param) from None
-        return grammar
-
     async def _generate(
         self,
         runtime: Runtime,
@@ -560,7 +498,17 @@ class Sluice:
                 f"'n' may be at most {engine.options.slots} here (one slot per choice).",
                 param="n",
             )
-        grammar = self._grammar(runtime, request, tools, choice)
+        fmt = request.response_format if isinstance(request, ChatRequest) else None
+        try:
+            grammar = runtime.grammar(
+                fmt.type if fmt else None,
+                fmt.schema if fmt else None,
+                strict=fmt.strict if fmt else False,
+                tools=tools,
+                choice=choice,
+            )
+        except PromptError as exc:
+            raise InvalidRequest(str(exc), param=exc.param) from None
         if grammar is not None and request.ignore_eos:
             # A complete grammar allows nothing but end-of-generation; going on would abort
             # llama.cpp.
@@ -645,8 +593,6 @@ class Sluice:
 #: Routes that answer without an API key: orchestrators and scrapers probe them.
 _PUBLIC = frozenset({"/health", "/ready", "/metrics"})
 
-_access = logging.getLogger("sluice.access")
-
 
 def _tools(request: ChatRequest | CompletionRequest) -> tuple[tuple[Tool, ...], ToolChoice | None]:
     if not isinstance(request, ChatRequest):
@@ -676,33 +622,12 @@ def _api_keys(config: Config) -> tuple[str, ...]:
     return tuple(k for k in keys if k and not k.startswith("#"))
 
 
-def _request_id(incoming: str | None) -> str:
-    # Honour the caller's id when it is a sane token, so logs correlate across hops.
-    if incoming and len(incoming) <= 128 and incoming.isascii() and incoming.isprintable():
-        return incoming
-    return uuid.uuid4().hex
-
-
 def _check_content_type(headers: Headers) -> None:
     kind = headers.get("content-type")
     if kind is not None and kind.split(";")[0].strip().lower() != "application/json":
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {kind!r}.", code="unsupported_media_type"
         )
-
-
-class _JSONFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line = {
-            "time": self.formatTime(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key in ("request_id", "status", "path"):
-            if hasattr(record, key):
-                line[key] = getattr(record, key)
-        return json.dumps(line, ensure_ascii=False)
 
 
 #: For ``hypercorn service:app``: configured from ``SLUICE_*`` variables. Building it is
@@ -748,7 +673,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = Config.from_args(sys.argv[1:] if argv is None else argv)
     handler = logging.StreamHandler()
     if config.log_json:
-        handler.setFormatter(_JSONFormatter())
+        handler.setFormatter(JSONLogFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=config.log_level.upper(), handlers=[handler])

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from .engine import Engine, EngineOptions
 from .events import Dispatch
+from .grammar import GrammarError, check_grammar, json_object_grammar, json_schema_grammar
 from .llama import LlamaModel
+from .params import Grammar
 from .source import ResolvedModel
 from .template import ChatTemplate, TemplateError, load_chat_template
 from .tools import (
     Tool,
     ToolChoice,
+    ToolError,
     flatten_tool_messages,
     messages_with_tools,
     template_supports_tools,
+    tool_call_grammar,
 )
 
 __all__ = ["PromptError", "Runtime"]
@@ -109,6 +113,45 @@ class Runtime:
         if len(prompt) > 1 and prompt[0] == prompt[1] == bos:
             prompt = prompt[1:]  # the template wrote BOS itself
         return prompt
+
+    def grammar(
+        self,
+        json: Literal["json_object", "json_schema"] | None,
+        schema: Mapping[str, Any] | None = None,
+        *,
+        strict: bool = False,
+        tools: Sequence[Tool] = (),
+        choice: ToolChoice | None = None,
+    ) -> Grammar | None:
+        """What the output must match: a JSON format, a forced tool call, or nothing.
+
+        Raises :class:`PromptError` naming the field when it cannot be enforced.
+        """
+        forced = bool(tools) and choice is not None and choice.mode == "required"
+        if json is None and not forced:
+            return None
+        if json is not None and forced:
+            raise PromptError(
+                "A forced tool call and a response_format cannot both constrain one answer.",
+                "tool_choice",
+            )
+        param = "response_format"
+        try:
+            if forced:
+                assert choice is not None
+                param = "tool_choice"
+                grammar = tool_call_grammar(tools, choice)
+            elif json == "json_object":
+                grammar = json_object_grammar()
+            else:
+                param = "response_format.json_schema.schema"
+                grammar = json_schema_grammar(schema or {}, strict=strict)
+            check_grammar(grammar, self.model.vocab)
+        except ToolError as exc:
+            raise PromptError(str(exc), exc.param) from None
+        except GrammarError as exc:
+            raise PromptError(f"Invalid {param}: {exc}", param) from None
+        return grammar
 
     def text_prompt(self, prompt: str | Sequence[int]) -> list[int]:
         if isinstance(prompt, str):

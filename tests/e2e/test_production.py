@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import signal
 import ssl
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import openai
@@ -269,27 +265,3 @@ def test_sigterm_drains_live_streams_and_exits_zero() -> None:
     for name in ("long-1", "long-2"):
         last = [f for f in results[name] if f.kind == "data"][-1].json()
         assert "shutting down" in last["error"]["message"]
-
-
-def test_json_log_lines(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            (
-                "import logging, service; h = logging.StreamHandler(); "
-                "h.setFormatter(service._JSONFormatter()); "
-                "log = logging.getLogger('sluice.access'); log.addHandler(h); "
-                "log.warning('GET / 200', extra={'request_id': 'r1', 'status': 200, 'path': '/'})"
-            ),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ},
-    )
-    line: dict[str, Any] = json.loads(result.stderr.strip().splitlines()[-1])
-    assert line["message"] == "GET / 200"
-    assert line["request_id"] == "r1"
-    assert line["level"] == "warning"
