@@ -178,13 +178,21 @@ def slow_client(port: int, body: dict[str, Any], received: list[bytes], pause: f
             time.sleep(0.001)
 
 
-def sse_text(raw: bytes) -> str:
+def sse_stream(raw: bytes) -> tuple[str, list[bytes], dict[str, Any]]:
+    """Text, each token's bytes (from logprobs) and usage of a raw HTTP/1.1 SSE response."""
     body = raw.split(b"\r\n\r\n", 1)[1].decode()
-    text = ""
+    text, tokens, usage = "", [], {}
     for line in body.split("\n"):
-        if line.startswith("data: {"):
-            text += content_of(json.loads(line[6:]))
-    return text
+        if not line.startswith("data: {"):
+            continue
+        chunk = json.loads(line[6:])
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+        for choice in chunk["choices"]:
+            text += choice["delta"].get("content") or ""
+            for entry in (choice.get("logprobs") or {}).get("content") or []:
+                tokens.append(bytes(entry["bytes"]))
+    return text, tokens, usage
 
 
 def test_a_slow_reader_pauses_alone_and_resumes_intact() -> None:
@@ -198,11 +206,9 @@ def test_a_slow_reader_pauses_alone_and_resumes_intact() -> None:
     # A small socket send buffer, so a client that stops reading soon blocks the server's
     # writes (the default 64 KiB would take a few hundred tokens longer).
     with running_server(slots=2, ctx_size=2048, stream_buffer=4, send_buffer=4096) as srv:
-        expected = httpx.post(srv.url + CHAT, json={**body, "stream": False}, timeout=300).json()[
-            "choices"
-        ][0]["message"]["content"]
         received: list[bytes] = []
-        slow = threading.Thread(target=slow_client, args=(srv.port, body, received, 8.0))
+        slow_body = {**body, "logprobs": True, "stream_options": {"include_usage": True}}
+        slow = threading.Thread(target=slow_client, args=(srv.port, slow_body, received, 8.0))
         slow.start()
         deadline = time.monotonic() + 60
         while srv.engine_stats()["pauses"] == 0:
@@ -221,8 +227,12 @@ def test_a_slow_reader_pauses_alone_and_resumes_intact() -> None:
     tokens = sum(1 for f in fast[:-1] if content_of(f.json()))
     assert tokens >= 95
     assert after["steps"] - before["steps"] <= 100 + 5
-    # The paused stream lost nothing and repeated nothing.
-    assert sse_text(b"".join(received)) == expected
+    # The paused stream lost nothing and repeated nothing: exactly one logprob entry per
+    # generated token arrived, in order, and their bytes make up exactly the text received.
+    text, token_bytes, usage = sse_stream(b"".join(received))
+    assert usage["completion_tokens"] == 700
+    assert len(token_bytes) == 700
+    assert b"".join(token_bytes) == text.encode()
     assert after["stalled"] == 0
 
 
