@@ -189,6 +189,7 @@ class Sluice:
             "/ready": {"GET": self._ready},
             "/metrics": {"GET": self._metrics},
             "/v1/models": {"GET": self._models},
+            "/v1/models/{id}": {"GET": self._model},
             "/v1/chat/completions": {"POST": self._chat},
             "/v1/completions": {"POST": self._completion},
         }
@@ -333,17 +334,17 @@ class Sluice:
         await response(scope, receive, send)
 
     def _route_name(self, path: str) -> str:
+        """The route template ``path`` falls under (also the metrics label)."""
         if path in self._routes:
             return path
         return "/v1/models/{id}" if path.startswith("/v1/models/") else "other"
 
     def _find(self, path: str) -> tuple[str, dict[str, Handler]]:
-        routes = self._routes.get(path)
-        if routes is not None:
-            return path, routes
-        if path.startswith("/v1/models/"):
-            return "/v1/models/{id}", {"GET": self._model}
-        raise NotFound(f"Unknown request URL: {path}.", code="unknown_url")
+        route = self._route_name(path)
+        routes = self._routes.get(route)
+        if routes is None:
+            raise NotFound(f"Unknown request URL: {path}.", code="unknown_url")
+        return route, routes
 
     def _authorize(self, route: str, headers: Headers) -> None:
         if not self._keys or route in _PUBLIC:

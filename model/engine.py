@@ -249,49 +249,45 @@ class Engine:
         return any(s.sink.accepting or s.sink.gone or s.handle.cancelled for s in self._running())
 
     def _retire(self, events: Outbox, now: float) -> None:
-        """End sequences whose client left, whose deadline passed, or that stalled too long."""
-        stall = self.options.stall_timeout
+        """End sequences whose client left, whose deadline passed, or that stalled too long.
+
+        A queued request leaves with all its choices (they share sink, handle and deadline).
+        """
         with self._cond:
             eviction, self._eviction = self._eviction, None
+            queued = list(self._queue)
         for sequence in list(self._running()):
-            produced: list[Event] = []
-            if sequence.sink.gone or sequence.handle.cancelled:
-                self._gone += sequence.sink.gone
-                produced = sequence.finish("cancelled")
-            elif eviction is not None:
-                self._evicted += 1
-                produced = sequence.finish("cancelled", eviction)
-            elif sequence.expired(now):
-                self._expired += 1
-                produced = sequence.finish("deadline", sequence.deadline_message())
-            elif sequence.paused_since is not None and now - sequence.paused_since > stall:
-                self._stalled += 1
-                message = f"the client read nothing for {stall:g} s; the generation was dropped"
-                produced = sequence.finish("cancelled", message)
+            produced = self._ending(sequence, now, eviction)
             if produced:
                 events.extend((sequence.sink, e) for e in produced)
                 self._release(sequence)
-        with self._cond:
-            leaving = [
-                s
-                for s in self._queue
-                if eviction is not None or s.sink.gone or s.handle.cancelled or s.expired(now)
-            ]
-            for sequence in leaving:
-                self._queue.remove(sequence)
-        for leader in leaving:
-            expired = leader.expired(now)
-            for sequence in (leader, *leader.forks):
-                if eviction is not None and not sequence.sink.gone:
-                    self._evicted += 1
-                    produced = sequence.finish("cancelled", eviction)
-                elif expired:
-                    self._expired += 1
-                    produced = sequence.finish("deadline", sequence.deadline_message())
-                else:
-                    self._gone += sequence.sink.gone
-                    produced = sequence.finish("cancelled")
-                events.extend((sequence.sink, e) for e in produced)
+        for leader in queued:
+            produced = self._ending(leader, now, eviction)
+            if not produced:
+                continue
+            with self._cond:
+                self._queue.remove(leader)
+            events.extend((leader.sink, e) for e in produced)
+            for fork in leader.forks:
+                events.extend((fork.sink, e) for e in self._ending(fork, now, eviction))
+
+    def _ending(self, sequence: Sequence, now: float, eviction: str | None) -> list[Event]:
+        """The events that end ``sequence`` now, or none when it goes on."""
+        if sequence.sink.gone or sequence.handle.cancelled:
+            self._gone += sequence.sink.gone
+            return sequence.finish("cancelled")
+        if eviction is not None:
+            self._evicted += 1
+            return sequence.finish("cancelled", eviction)
+        if sequence.expired(now):
+            self._expired += 1
+            return sequence.finish("deadline", sequence.deadline_message())
+        stall = self.options.stall_timeout
+        if sequence.paused_since is not None and now - sequence.paused_since > stall:
+            self._stalled += 1
+            message = f"the client read nothing for {stall:g} s; the generation was dropped"
+            return sequence.finish("cancelled", message)
+        return []
 
     def _admit(self) -> None:
         while True:

@@ -160,11 +160,11 @@ class Shaper:
         if isinstance(event, ToolCallDelta):
             return data_frame(self._chunk(self._tool_call_delta(event))), False
         if isinstance(event, Delta):
-            if event.logprobs or event.index or self.logprobs:
+            if not event.text and not event.logprobs:
+                return b"", False  # a token whose text is still held back
+            if event.index or self.logprobs:
                 choice = self._choice(event.index, event.text, None, logprobs=event.logprobs)
                 return data_frame(self._chunk(choice)), False
-            if not event.text:
-                return b"", False
             text = json.dumps(event.text, ensure_ascii=False).encode()
             return self._text_head + text + self._text_tail, False
         if event.reason in SERVER_ENDS:

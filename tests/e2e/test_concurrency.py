@@ -195,14 +195,19 @@ def sse_stream(raw: bytes) -> tuple[str, list[bytes], dict[str, Any]]:
     return text, tokens, usage
 
 
-def test_a_slow_reader_pauses_alone_and_resumes_intact() -> None:
-    body = {
+def long_stream(tokens: int) -> dict[str, Any]:
+    """A greedy stream of exactly ``tokens`` tokens."""
+    return {
         "messages": ask("the sea"),
-        "max_tokens": 700,
+        "max_tokens": tokens,
         "temperature": 0,
         "ignore_eos": True,
         "stream": True,
     }
+
+
+def test_a_slow_reader_pauses_alone_and_resumes_intact() -> None:
+    body = long_stream(700)
     # A small socket send buffer, so a client that stops reading soon blocks the server's
     # writes (the default 64 KiB would take a few hundred tokens longer).
     with running_server(slots=2, ctx_size=2048, stream_buffer=4, send_buffer=4096) as srv:
@@ -237,13 +242,7 @@ def test_a_slow_reader_pauses_alone_and_resumes_intact() -> None:
 
 
 def test_a_client_that_stops_reading_is_dropped_after_the_stall_limit() -> None:
-    body = {
-        "messages": ask("the sea"),
-        "max_tokens": 1500,
-        "temperature": 0,
-        "ignore_eos": True,
-        "stream": True,
-    }
+    body = long_stream(1500)
     with running_server(
         slots=1, ctx_size=2048, stream_buffer=4, send_buffer=4096, stall_timeout=0.5
     ) as srv:
