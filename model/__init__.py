@@ -1,22 +1,11 @@
 """Everything about the model: where it comes from, how prompts are built, the engine.
 
-Only the pure-data modules are re-exported here: ``model.engine`` and ``model.llama`` load
-the native llama.cpp library, so the service imports them on its loading thread.
+``registry`` serves models (``served``: one loaded model with its template and engine);
+``engine`` and ``sequence`` run generations; ``events`` and ``params`` are the pure data the
+HTTP side sees; ``errors`` is the one error root. ``model.engine`` and ``model.llama`` load
+the native llama.cpp library on import; the registry imports them on its loading thread.
 """
 
 from __future__ import annotations
 
-from .events import Delta, Dispatch, Event, Finished, FinishReason, SequenceSink, Usage
-from .params import GenerationRequest, SamplingParams
-
-__all__ = [
-    "Delta",
-    "Dispatch",
-    "Event",
-    "FinishReason",
-    "Finished",
-    "GenerationRequest",
-    "SamplingParams",
-    "SequenceSink",
-    "Usage",
-]
+__all__: list[str] = []

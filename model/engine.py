@@ -19,19 +19,20 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from .errors import CapacityExceeded
 from .events import Dispatch, Event, SequenceSink
 from .llama import Batch, LlamaContext, LlamaModel
 from .logprobs import token_logprob
 from .params import GenerationRequest
 from .sampling import Sampler
-from .sequence import Phase, Sequence, SequenceHandle
+from .sequence import Phase, Sequence
 
 __all__ = ["Engine", "EngineOptions", "EngineStats", "QueueFull"]
 
 _log = logging.getLogger("sluice.engine")
 
 
-class QueueFull(Exception):
+class QueueFull(CapacityExceeded):
     """Every slot is busy and the wait queue is at its limit."""
 
 
@@ -142,8 +143,9 @@ class Engine:
         self._batch.close()
         self._ctx.close()
 
-    def submit(self, request: GenerationRequest, sink: SequenceSink) -> SequenceHandle:
-        """Queue a request; events go to ``sink`` through the engine's dispatch.
+    def submit(self, request: GenerationRequest, sink: SequenceSink) -> None:
+        """Queue a request; events go to ``sink`` through the engine's dispatch, and the
+        sink going away (``gone``) cancels it.
 
         Thread-safe and non-blocking. Raises :class:`QueueFull` when the wait queue is full.
         The prompt must already fit: ``len(request.prompt) < ctx_size``.
@@ -152,9 +154,8 @@ class Engine:
             raise ValueError(f"prompt of {len(request.prompt)} tokens does not fit the context")
         if not 0 < request.n <= self.options.slots:
             raise ValueError(f"n={request.n} choices need as many slots ({self.options.slots})")
-        handle = SequenceHandle(self.wake)
         # Choice 0 reads the prompt; the others fork from it and share what it read.
-        group = [Sequence(request, sink, handle, self.model, i) for i in range(request.n)]
+        group = [Sequence(request, sink, self.model, i) for i in range(request.n)]
         group[0].forks = group[1:]
         with self._cond:
             if self._stopping:
@@ -165,7 +166,6 @@ class Engine:
                 raise QueueFull(f"{waiting} requests already wait for a slot")
             self._queue.append(group[0])
             self._cond.notify()
-        return handle
 
     def cancel_all(self, message: str) -> None:
         """End every running and queued sequence at the next step, with ``message``.
@@ -242,16 +242,16 @@ class Engine:
     def _has_work(self) -> bool:
         if self._eviction is not None:
             return True
-        if any(s.handle.cancelled or s.sink.gone for s in self._queue):
+        if any(s.sink.gone for s in self._queue):
             return True
         if self._queue and any(slot.sequence is None for slot in self._slots):
             return True
-        return any(s.sink.accepting or s.sink.gone or s.handle.cancelled for s in self._running())
+        return any(s.sink.accepting or s.sink.gone for s in self._running())
 
     def _retire(self, events: Outbox, now: float) -> None:
         """End sequences whose client left, whose deadline passed, or that stalled too long.
 
-        A queued request leaves with all its choices (they share sink, handle and deadline).
+        A queued request leaves with all its choices (they share sink and deadline).
         """
         with self._cond:
             eviction, self._eviction = self._eviction, None
@@ -273,8 +273,8 @@ class Engine:
 
     def _ending(self, sequence: Sequence, now: float, eviction: str | None) -> list[Event]:
         """The events that end ``sequence`` now, or none when it goes on."""
-        if sequence.sink.gone or sequence.handle.cancelled:
-            self._gone += sequence.sink.gone
+        if sequence.sink.gone:
+            self._gone += 1
             return sequence.finish("cancelled")
         if eviction is not None:
             self._evicted += 1

@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .errors import InvalidInput
 from .json_schema import SAFE_STRING_CHAR, SchemaError, normalize_schema
 from .params import Grammar
 
@@ -46,7 +47,7 @@ ws ::= | " " | "\n" [ \t]{{0,20}}
 """
 
 
-class GrammarError(Exception):
+class GrammarError(InvalidInput):
     """The requested format cannot be enforced; the message is client-facing (becomes a 400)."""
 
 

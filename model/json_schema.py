@@ -27,6 +27,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from .errors import InvalidInput
+
 __all__ = ["SAFE_STRING_CHAR", "SchemaError", "normalize_schema"]
 
 _MAX_DEPTH: Final = 32
@@ -60,7 +62,7 @@ SAFE_STRING_CHAR: Final = r'[^"\\\x7F\x00-\x1F]'
 _CLASS_ESCAPES: Final = {"d": "0-9", "w": "a-zA-Z0-9_", "s": " "}
 
 
-class SchemaError(Exception):
+class SchemaError(InvalidInput):
     """The schema is malformed or asks for what cannot be enforced; says what and where."""
 
 

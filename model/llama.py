@@ -14,6 +14,8 @@ from typing import Any
 
 import llama_cpp
 
+from .errors import LoadError
+
 __all__ = ["Batch", "LlamaContext", "LlamaModel", "ModelLoadError", "gpu_offload_supported"]
 
 _log = logging.getLogger("sluice.llama")
@@ -42,7 +44,7 @@ llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
 llama_cpp.llama_backend_init()
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(LoadError):
     """llama.cpp could not load the model or create a context; the message says which."""
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import enum
-import threading
 from collections import deque
-from collections.abc import Callable
 from typing import Protocol
 
 from .detokenizer import Detokenizer
@@ -26,7 +24,7 @@ from .sampling import Sampler
 from .stop import StopMatcher
 from .tool_calls import ContentText, ToolCallParser, ToolCallStart
 
-__all__ = ["Phase", "Pieces", "Sequence", "SequenceHandle"]
+__all__ = ["Phase", "Pieces", "Sequence"]
 
 
 class Phase(enum.Enum):
@@ -40,24 +38,6 @@ class Phase(enum.Enum):
 
 class Pieces(Protocol):
     def piece(self, token: int, *, special: bool = False) -> bytes: ...
-
-
-class SequenceHandle:
-    """What a submitter holds: a way to cancel. Events go to the sink it submitted."""
-
-    def __init__(self, wake: Callable[[], None]) -> None:
-        self._cancelled = threading.Event()
-        self._wake = wake
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-    def cancel(self) -> None:
-        """Stop generating (every choice); the engine frees the slots at its next step."""
-        if not self._cancelled.is_set():
-            self._cancelled.set()
-            self._wake()
 
 
 class _LogprobAligner:
@@ -108,13 +88,11 @@ class Sequence:
         self,
         request: GenerationRequest,
         sink: SequenceSink,
-        handle: SequenceHandle,
         pieces: Pieces,
         index: int = 0,
     ) -> None:
         self.request = request
         self.sink = sink
-        self.handle = handle
         self.index = index
         self.phase = Phase.QUEUED
         #: Index of the slot (and llama.cpp sequence id) while it holds one.

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from .errors import LoadError
+
 __all__ = ["ModelSourceError", "ResolvedModel", "resolve_model"]
 
 _GGUF_MAGIC = b"GGUF"
@@ -45,7 +47,7 @@ _GLOB_CHARS = frozenset("*?[")
 _MAX_LISTED = 8
 
 
-class ModelSourceError(Exception):
+class ModelSourceError(LoadError):
     """The model spec cannot be resolved; ``str(exc)`` is one clear line for a CLI user."""
 
 

@@ -32,6 +32,8 @@ from jinja2.ext import Extension, loopcontrols
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .errors import LoadError
+
 __all__ = ["ChatTemplate", "TemplateError", "load_chat_template"]
 
 _CHATML: Final = (
@@ -54,7 +56,7 @@ _BUILTINS: Final[Mapping[str, tuple[str, tuple[str, ...]]]] = {
 }
 
 
-class TemplateError(Exception):
+class TemplateError(LoadError):
     """The chat template cannot be compiled or rendered (then client-facing); says why."""
 
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import secrets
 import string
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
+
+from .events import ToolCallDelta
 
 __all__ = [
     "CLOSE_TAG",
@@ -31,8 +33,8 @@ __all__ = [
     "ToolCallParser",
     "ToolCallStart",
     "ToolEvent",
+    "join_tool_calls",
     "new_call_id",
-    "parse_tool_calls",
 ]
 
 OPEN_TAG: Final = "<tool_call>"
@@ -89,22 +91,16 @@ def new_call_id() -> str:
     return f"call_{secrets.token_hex(12)}"
 
 
-def parse_tool_calls(
-    text: str, names: Collection[str] | None = None, *, new_id: Callable[[], str] = new_call_id
-) -> tuple[str, list[ToolCall]]:
-    """The content and the calls in a whole output, exactly as :class:`ToolCallParser` finds
-    them in any split of it."""
-    parser = ToolCallParser(names, new_id=new_id)
-    content: list[str] = []
-    calls: list[list[str]] = []
-    for event in [*parser.push(text), *parser.finish()]:
-        if isinstance(event, ContentText):
-            content.append(event.text)
-        elif isinstance(event, ToolCallStart):
-            calls.append([event.id, event.name, ""])
-        else:
-            calls[event.index][2] += event.fragment
-    return "".join(content), [ToolCall(*call) for call in calls]
+def join_tool_calls(parts: Iterable[ToolCallDelta]) -> dict[int, list[ToolCall]]:
+    """Whole calls per choice from their streamed parts, as a non-streamed answer carries
+    them: each call's start (``id`` and ``name``), then its argument fragments in order."""
+    calls: dict[int, list[list[str]]] = {}
+    for part in parts:
+        choice = calls.setdefault(part.index, [])
+        if part.id is not None:
+            choice.append([part.id, part.name or "", ""])
+        choice[part.call][2] += part.arguments
+    return {index: [ToolCall(*call) for call in found] for index, found in calls.items()}
 
 
 class ToolCallParser:

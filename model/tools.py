@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from .errors import InvalidInput
 from .grammar import Grammar, GrammarError, json_schema_grammar, json_schema_rules
 from .tool_calls import CLOSE_TAG, OPEN_TAG
 
@@ -51,7 +52,7 @@ _JINJA_CODE: Final = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
 _DEFAULT_PARAMETERS: Final = {"type": "object", "properties": {}}
 
 
-class ToolError(Exception):
+class ToolError(InvalidInput):
     """A tool definition or choice is invalid; the message is client-facing, ``param`` names
     the field (``tools[1].function.name``)."""
 

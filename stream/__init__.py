@@ -1,31 +1,29 @@
-"""The wire: OpenAI request and response shapes, SSE frames, and the engine -> loop bridge.
+"""The wire: HTTP in, documents out. Nothing here knows llama.cpp.
 
-Nothing here knows llama.cpp; it sees the engine only through ``model.events``.
+How a generation flows::
+
+    request --> app (auth, body) --> pipeline
+                                       |  adapter.parse -> registry.get(model)
+                                       |  adapter.plan  (worker thread): prompt, limits,
+                                       |                 GenerationRequest + encoder
+                                       v
+                  engine thread (model/) --events--> bridge.Channel
+                                       |
+                                       v  adapter's encoder: events -> documents
+                  transport (SSE frames + heartbeats, or one JSON body) --> client
+
+Where things go:
+
+* a new API (``/v1/responses``, ``/v1/messages``, ...): one module in ``adapters/`` with its
+  ``parse``, ``plan`` and encoder, and one line in ``service.py``'s route table;
+* a new transport (WebSocket, resumable SSE): one module in ``transports/`` over
+  :mod:`stream.documents`; adapters and transports never import each other;
+* errors: ``errors`` (HTTP, and the one translation of ``model.errors``), turned into
+  responses only in ``app``; server settings: ``config``; the route table's types:
+  ``routes``; probes: ``probes``; request ids and access lines: ``access``; Prometheus:
+  ``metrics``.
 """
 
 from __future__ import annotations
 
-from .bridge import Channel, LoopDispatch
-from .chunks import Shaper
-from .errors import APIError, InvalidRequest, NotFound, RateLimited, Unavailable
-from .requests import ChatRequest, CompletionRequest, parse_chat, parse_completion, parse_json
-from .sse import SSEResponse, data_frame, run_until_disconnect
-
-__all__ = [
-    "APIError",
-    "Channel",
-    "ChatRequest",
-    "CompletionRequest",
-    "InvalidRequest",
-    "LoopDispatch",
-    "NotFound",
-    "RateLimited",
-    "SSEResponse",
-    "Shaper",
-    "Unavailable",
-    "data_frame",
-    "parse_chat",
-    "parse_completion",
-    "parse_json",
-    "run_until_disconnect",
-]
+__all__: list[str] = []

@@ -1,4 +1,9 @@
-"""Per-request bookkeeping around the app: request ids, access log lines, request metrics."""
+"""Per-request bookkeeping around the app: request ids, access log lines, request metrics.
+
+HTTP requests and WebSocket handshakes alike: a handshake is logged as ``WEBSOCKET`` with
+the status its answer had (101 accepted, 403 closed before accepting, or the status of a
+denial response).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +18,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .metrics import Metrics
 
-__all__ = ["AccessLog", "JSONLogFormatter", "request_id"]
+__all__ = ["AccessLog", "JSONLogFormatter", "request_id", "request_id_of"]
 
 _log = logging.getLogger("sluice.access")
 _FIELDS = ("request_id", "status", "path")
+#: Where the request id travels in the ASGI scope, for the app's own error reports.
+_SCOPE_KEY = "sluice.request_id"
 
 
 def request_id(incoming: str | None) -> str:
@@ -25,6 +32,12 @@ def request_id(incoming: str | None) -> str:
     if incoming and len(incoming) <= 128 and incoming.isascii() and incoming.isprintable():
         return incoming
     return uuid.uuid4().hex
+
+
+def request_id_of(scope: Scope) -> str:
+    """The id :class:`AccessLog` gave this request ("-" outside one)."""
+    rid: str = scope.get(_SCOPE_KEY, "-")
+    return rid
 
 
 class AccessLog:
@@ -39,18 +52,28 @@ class AccessLog:
         self._route_of = route_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
         rid = request_id(Headers(scope=scope).get("x-request-id"))
+        scope[_SCOPE_KEY] = rid
         status = 500  # what the log says if the app dies before answering
+        answered = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            nonlocal status, answered
+            kind = message["type"]
+            if kind in ("http.response.start", "websocket.http.response.start"):
+                status, answered = message["status"], True
+            elif kind == "websocket.accept":
+                status, answered = 101, True
+            elif kind == "websocket.close" and not answered:
+                # Closed before accepting: the server answers the handshake with 403.
+                status, answered = 403, True
+            if kind in ("http.response.start", "websocket.http.response.start", "websocket.accept"):
+                headers = message.get("headers", [])
+                message["headers"] = [*headers, (b"x-request-id", rid.encode())]
             await send(message)
 
         try:
@@ -63,7 +86,7 @@ class AccessLog:
             self._metrics.duration.labels(route).observe(elapsed)
             _log.info(
                 "%s %s %s %.1fms",
-                scope["method"],
+                scope.get("method", "WEBSOCKET"),
                 path,
                 status,
                 elapsed * 1000,

@@ -1,23 +1,27 @@
-"""Errors a client can cause, in the OpenAI API's shape.
+"""HTTP errors, in the OpenAI API's shape, and the one translation of model-side errors.
 
 ::
 
     APIError                 {"error": {"message", "type", "param", "code"}} with a status
      +- InvalidRequest       400 invalid_request_error
- +- Unauthorized         401 (missing or wrong API key)
+     +- Unauthorized         401 (missing or wrong API key)
      +- NotFound             404 (routes, models)
      +- MethodNotAllowed     405
- +- PayloadTooLarge      413
- +- UnsupportedMediaType 415
-     +- Unavailable          503 (model still loading)
- +- DeadlineExceeded     504 (the request's deadline passed before it finished)
+     +- PayloadTooLarge      413
+     +- UnsupportedMediaType 415
      +- RateLimited          429 (wait queue full), with Retry-After
+     +- Unavailable          503 (model loading or failed, server draining), with Retry-After
+     +- DeadlineExceeded     504 (the request's deadline passed before it finished)
+
+:func:`from_model_error` is the only place a :class:`model.errors.ModelError` becomes one of
+these; ``stream.app`` is the only place either becomes a response.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from model.errors import CapacityExceeded, InvalidInput, ModelError, ModelNotFound, NotReady
 
 __all__ = [
     "APIError",
@@ -31,6 +35,7 @@ __all__ = [
     "Unavailable",
     "UnsupportedMediaType",
     "error_object",
+    "from_model_error",
 ]
 
 
@@ -62,9 +67,6 @@ class APIError(Exception):
 
     def body(self) -> dict[str, Any]:
         return error_object(self.message, self.type, self.param, self.code)
-
-    def json_bytes(self) -> bytes:
-        return json.dumps(self.body(), ensure_ascii=False).encode()
 
 
 class InvalidRequest(APIError):
@@ -111,3 +113,27 @@ class Unavailable(APIError):
 class DeadlineExceeded(APIError):
     status = 504
     type = "timeout"
+
+
+def from_model_error(exc: ModelError) -> APIError:
+    """The HTTP error for a model-side one: its message, ``param`` and ``code`` kept.
+
+    Input errors are 400s, an unknown model 404, a full queue 429 (``Retry-After: 1``), no
+    model to serve 503 (``Retry-After: 5``); anything else (a load or template failure) is
+    the server's 500.
+    """
+    if isinstance(exc, InvalidInput):
+        return InvalidRequest(exc.message, param=exc.param, code=exc.code)
+    if isinstance(exc, ModelNotFound):
+        return NotFound(exc.message, param=exc.param, code=exc.code or "model_not_found")
+    if isinstance(exc, CapacityExceeded):
+        return RateLimited(
+            f"The server is at capacity ({exc.message}); retry shortly.",
+            code=exc.code or "rate_limit_exceeded",
+            headers={"retry-after": "1"},
+        )
+    if isinstance(exc, NotReady):
+        return Unavailable(
+            exc.message, code=exc.code or "model_not_ready", headers={"retry-after": "5"}
+        )
+    return APIError(exc.message, param=exc.param, code=exc.code)

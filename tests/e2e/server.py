@@ -18,7 +18,7 @@ import httpx
 from hypercorn.asyncio import serve
 
 from model.source import ResolvedModel, resolve_model
-from service import Config, Sluice, hypercorn_config
+from service import Config, Sluice, create_app, hypercorn_config
 
 _EMBEDDED: list[ResolvedModel] = []
 
@@ -69,7 +69,7 @@ class RunningServer:
 @contextmanager
 def running_server(**overrides: Any) -> Iterator[RunningServer]:
     config = Config(host="127.0.0.1", port=0, **overrides)
-    app = Sluice(config, embedded_model())
+    app = create_app(config, embedded_model())
     hypercorn = hypercorn_config(config)
     hypercorn.graceful_timeout = 1.0
     # Port 0: the kernel picked a free port for the listening socket Sluice made.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -154,3 +156,43 @@ def test_bad_requests_do_not_disturb_a_running_stream(server: RunningServer) -> 
                     chunk = httpx.Response(200, content=line[6:]).json()
                     text += chunk["choices"][0]["delta"].get("content") or ""
     assert text == expected
+
+
+def websocket_handshake(port: int, path: str) -> tuple[str, dict[str, str], bytes]:
+    """A WebSocket upgrade as a browser sends it, over a plain socket: status line, headers
+    and body of the answer."""
+    request = (
+        f"GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nupgrade: websocket\r\n"
+        "connection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "sec-websocket-version: 13\r\nx-request-id: ws-probe-1\r\n\r\n"
+    )
+    raw = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request.encode())
+        while b"\r\n\r\n" not in raw:
+            raw += sock.recv(65536)
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+        while len(body) < int(headers.get("content-length", "0")):
+            body += sock.recv(65536)
+    return lines[0], headers, body
+
+
+def requests_counted(server: RunningServer, route: str, status: str) -> float:
+    for line in httpx.get(server.url + "/metrics").text.splitlines():
+        if line.startswith(f'sluice_requests_total{{route="{route}",status="{status}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_websocket_upgrade_is_refused_with_an_openai_404(server: RunningServer) -> None:
+    before = requests_counted(server, "other", "404")
+    status, headers, body = websocket_handshake(server.port, CHAT)
+    assert status.startswith("HTTP/1.1 404")
+    assert headers["content-type"] == "application/json"
+    assert headers["x-request-id"] == "ws-probe-1"
+    error = json.loads(body)["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == "unknown_url"
+    assert requests_counted(server, "other", "404") == before + 1

@@ -72,8 +72,7 @@ def test_penalties_change_greedy_output(sdk: openai.OpenAI, penalty: dict[str, A
 
 
 def test_logit_bias_bans_and_forces_tokens(server: RunningServer, sdk: openai.OpenAI) -> None:
-    runtime = server.app.runtime
-    assert runtime is not None
+    runtime = server.app.registry.default()
     greedy = sdk.completions.create(
         model="m", prompt=PROMPT, max_tokens=8, temperature=0, logprobs=0
     )

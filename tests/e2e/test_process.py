@@ -1,5 +1,6 @@
-"""The service as a process: `scripts/serve`, `python service.py`, `hypercorn service:app`,
-bad model input at start, and a model from an offline Hugging Face cache."""
+"""The service as a process: `scripts/serve`, `python service.py`, Hypercorn's CLI with
+`service:app` and `service:create_app()`, bad settings and model input at start, and a model
+from an offline Hugging Face cache."""
 
 from __future__ import annotations
 
@@ -87,10 +88,11 @@ def test_scripts_serve_passes_arguments_and_signals(tmp_path: Path) -> None:
         assert stop(process) == 0
 
 
-def test_hypercorn_cli_with_environment() -> None:
+@pytest.mark.parametrize("target", ["service:app", "service:create_app()"])
+def test_hypercorn_cli_with_environment(target: str) -> None:
     port = free_port()
     env = {**os.environ, "SLUICE_SERVED_MODEL_NAME": "from-env", "SLUICE_SLOTS": "2"}
-    argv = [PYTHON, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "service:app"]
+    argv = [PYTHON, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", target]
     process = subprocess.Popen(
         argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True
     )
@@ -110,6 +112,23 @@ def test_hypercorn_cli_with_environment() -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["service.py"],
+        ["-m", "hypercorn", "--workers", "0", "--bind", "127.0.0.1:0", "service:create_app()"],
+    ],
+    ids=["service.py", "hypercorn-factory"],
+)
+def test_a_bad_variable_is_one_line_and_status_2(argv: list[str]) -> None:
+    env = {**os.environ, "SLUICE_SLOTS": "four"}
+    result = subprocess.run(
+        [PYTHON, *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert result.stderr == "sluice: error: invalid value for slots: 'four'\n"
 
 
 def test_hypercorn_cli_refuses_a_bad_model() -> None:

@@ -1,4 +1,5 @@
-"""Unit tests for stream.chunks: OpenAI chunk and response shapes, parsed back from the wire.
+"""Unit tests for the chat and completion encoders: OpenAI chunk and response shapes, parsed
+back from the wire (each document framed as the SSE transport frames it).
 
 Field names and values follow the OpenAI API reference for ``chat.completion.chunk``,
 ``chat.completion`` and the legacy ``text_completion`` objects.
@@ -15,14 +16,39 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from model.events import Delta, Event, Finished, FinishReason, Usage
-from stream.chunks import Shaper, usage_object
-from stream.sse import DONE
+from stream.adapters.chat import ChatEncoder
+from stream.adapters.choices import ChoicesEncoder, usage_object
+from stream.adapters.completions import CompletionEncoder
+from stream.transports.sse import frame
 
 Kind = Literal["chat", "completion"]
 
 MODEL = "smollm2-135m-instruct"
 USAGE = Usage(prompt_tokens=7, completion_tokens=3, cached_tokens=5)
 KINDS: list[Kind] = ["chat", "completion"]
+DONE = b"data: [DONE]\n\n"
+
+
+def encoder_for(kind: Kind, model: str, **options: Any) -> ChoicesEncoder:
+    """The encoder of one response of ``kind``."""
+    cls = ChatEncoder if kind == "chat" else CompletionEncoder
+    return cls(model, **options)
+
+
+def opening(encoder: ChoicesEncoder) -> bytes:
+    return b"".join(frame(document) for document in encoder.opening())
+
+
+def wire(encoder: ChoicesEncoder, event: Event) -> tuple[bytes, bool]:
+    """The SSE bytes of one event, and whether they end the stream."""
+    documents = encoder.encode(event)
+    done = any(document.kind != "event" for document in documents)
+    return b"".join(frame(document) for document in documents), done
+
+
+def whole(encoder: ChoicesEncoder, events: list[Event]) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(encoder.whole(events).data)
+    return body
 
 
 def frames(raw: bytes) -> list[Any]:
@@ -45,9 +71,9 @@ def one(raw: bytes) -> dict[str, Any]:
     return chunk
 
 
-def check_chunk(chunk: dict[str, Any], shaper: Shaper) -> None:
-    object_name = "chat.completion.chunk" if shaper.kind == "chat" else "text_completion"
-    assert chunk["id"] == shaper.id
+def check_chunk(chunk: dict[str, Any], encoder: ChoicesEncoder) -> None:
+    object_name = "chat.completion.chunk" if isinstance(encoder, ChatEncoder) else "text_completion"
+    assert chunk["id"] == encoder.id
     assert chunk["object"] == object_name
     assert isinstance(chunk["created"], int)
     assert not isinstance(chunk["created"], bool)
@@ -60,30 +86,30 @@ def check_chunk(chunk: dict[str, Any], shaper: Shaper) -> None:
 
 @pytest.mark.parametrize(("kind", "prefix"), [("chat", "chatcmpl-"), ("completion", "cmpl-")])
 def test_ids_are_prefixed_stable_and_unique(kind: Kind, prefix: str) -> None:
-    shaper = Shaper(kind, MODEL)
-    assert re.fullmatch(re.escape(prefix) + r"[0-9a-f]{8,}", shaper.id)
+    encoder = encoder_for(kind, MODEL)
+    assert re.fullmatch(re.escape(prefix) + r"[0-9a-f]{8,}", encoder.id)
 
     raws = [
-        shaper.opening(),
-        shaper.frame(Delta("a", 1))[0],
-        shaper.frame(Finished("stop", USAGE))[0],
+        opening(encoder),
+        wire(encoder, Delta("a", 1))[0],
+        wire(encoder, Finished("stop", USAGE))[0],
     ]
     ids = {c["id"] for raw in raws for c in frames(raw) if isinstance(c, dict)}
-    assert ids == {shaper.id}
-    assert shaper.response([Finished("stop", USAGE)])["id"] == shaper.id
+    assert ids == {encoder.id}
+    assert whole(encoder, [Finished("stop", USAGE)])["id"] == encoder.id
     createds = {c["created"] for raw in raws for c in frames(raw) if isinstance(c, dict)}
-    assert createds == {shaper.created}
+    assert createds == {encoder.created}
 
-    assert len({Shaper(kind, MODEL).id for _ in range(20)}) == 20
+    assert len({encoder_for(kind, MODEL).id for _ in range(20)}) == 20
 
 
 # --- opening --------------------------------------------------------------------------------------
 
 
 def test_chat_opening_announces_the_assistant_role() -> None:
-    shaper = Shaper("chat", MODEL)
-    chunk = one(shaper.opening())
-    check_chunk(chunk, shaper)
+    encoder = encoder_for("chat", MODEL)
+    chunk = one(opening(encoder))
+    check_chunk(chunk, encoder)
     assert chunk["choices"] == [
         {
             "index": 0,
@@ -95,18 +121,18 @@ def test_chat_opening_announces_the_assistant_role() -> None:
 
 
 def test_completion_opening_is_empty() -> None:
-    assert Shaper("completion", MODEL).opening() == b""
+    assert opening(encoder_for("completion", MODEL)) == b""
 
 
 # --- deltas -------------------------------------------------------------------------------------
 
 
 def test_chat_delta_chunk() -> None:
-    shaper = Shaper("chat", MODEL)
-    raw, done = shaper.frame(Delta("Hello", 1))
+    encoder = encoder_for("chat", MODEL)
+    raw, done = wire(encoder, Delta("Hello", 1))
     assert not done
     chunk = one(raw)
-    check_chunk(chunk, shaper)
+    check_chunk(chunk, encoder)
     assert chunk["choices"] == [
         {"index": 0, "delta": {"content": "Hello"}, "logprobs": None, "finish_reason": None}
     ]
@@ -114,11 +140,11 @@ def test_chat_delta_chunk() -> None:
 
 
 def test_completion_delta_chunk() -> None:
-    shaper = Shaper("completion", MODEL)
-    raw, done = shaper.frame(Delta(" world", 2))
+    encoder = encoder_for("completion", MODEL)
+    raw, done = wire(encoder, Delta(" world", 2))
     assert not done
     chunk = one(raw)
-    check_chunk(chunk, shaper)
+    check_chunk(chunk, encoder)
     assert chunk["choices"] == [
         {"index": 0, "text": " world", "logprobs": None, "finish_reason": None}
     ]
@@ -126,14 +152,14 @@ def test_completion_delta_chunk() -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_empty_delta_sends_nothing(kind: Kind) -> None:
-    assert Shaper(kind, MODEL).frame(Delta("", 1)) == (b"", False)
+    assert wire(encoder_for(kind, MODEL), Delta("", 1)) == (b"", False)
 
 
 @given(text=st.text(min_size=1))
 def test_any_delta_text_round_trips(text: str) -> None:
-    chat = one(Shaper("chat", MODEL).frame(Delta(text, 1))[0])
+    chat = one(wire(encoder_for("chat", MODEL), Delta(text, 1))[0])
     assert chat["choices"][0]["delta"]["content"] == text
-    completion = one(Shaper("completion", MODEL).frame(Delta(text, 1))[0])
+    completion = one(wire(encoder_for("completion", MODEL), Delta(text, 1))[0])
     assert completion["choices"][0]["text"] == text
 
 
@@ -142,12 +168,12 @@ def test_any_delta_text_round_trips(text: str) -> None:
 
 @pytest.mark.parametrize("reason", ["stop", "length"])
 def test_chat_finish_then_done(reason: FinishReason) -> None:
-    shaper = Shaper("chat", MODEL)
-    raw, done = shaper.frame(Finished(reason, USAGE))
+    encoder = encoder_for("chat", MODEL)
+    raw, done = wire(encoder, Finished(reason, USAGE))
     assert done
     assert raw.endswith(DONE)
     final, marker = frames(raw)
-    check_chunk(final, shaper)
+    check_chunk(final, encoder)
     assert final["choices"] == [
         {"index": 0, "delta": {}, "logprobs": None, "finish_reason": reason}
     ]
@@ -157,24 +183,24 @@ def test_chat_finish_then_done(reason: FinishReason) -> None:
 
 @pytest.mark.parametrize("reason", ["stop", "length"])
 def test_completion_finish_then_done(reason: FinishReason) -> None:
-    shaper = Shaper("completion", MODEL)
-    raw, done = shaper.frame(Finished(reason, USAGE))
+    encoder = encoder_for("completion", MODEL)
+    raw, done = wire(encoder, Finished(reason, USAGE))
     assert done
     final, marker = frames(raw)
-    check_chunk(final, shaper)
+    check_chunk(final, encoder)
     assert final["choices"] == [{"index": 0, "text": "", "logprobs": None, "finish_reason": reason}]
     assert marker == "[DONE]"
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_include_usage_adds_a_usage_chunk_before_done(kind: Kind) -> None:
-    shaper = Shaper(kind, MODEL, include_usage=True)
-    raw, done = shaper.frame(Finished("stop", USAGE))
+    encoder = encoder_for(kind, MODEL, include_usage=True)
+    raw, done = wire(encoder, Finished("stop", USAGE))
     assert done
     final, usage, marker = frames(raw)
-    check_chunk(final, shaper)
+    check_chunk(final, encoder)
     assert final["choices"][0]["finish_reason"] == "stop"
-    check_chunk(usage, shaper)
+    check_chunk(usage, encoder)
     assert usage["choices"] == []
     assert usage["usage"] == {
         "prompt_tokens": 7,
@@ -189,10 +215,10 @@ def test_include_usage_adds_a_usage_chunk_before_done(kind: Kind) -> None:
 def test_include_usage_gives_every_other_chunk_a_null_usage(kind: Kind) -> None:
     # OpenAI API reference, stream_options.include_usage: "All other chunks will also
     # include a usage field, but with a null value."
-    shaper = Shaper(kind, MODEL, include_usage=True)
-    raws = [shaper.frame(Delta("hi", 1))[0], shaper.frame(Finished("stop", USAGE))[0]]
+    encoder = encoder_for(kind, MODEL, include_usage=True)
+    raws = [wire(encoder, Delta("hi", 1))[0], wire(encoder, Finished("stop", USAGE))[0]]
     if kind == "chat":
-        raws.insert(0, shaper.opening())
+        raws.insert(0, opening(encoder))
     chunks = [c for raw in raws for c in frames(raw) if isinstance(c, dict) and c["choices"]]
     assert len(chunks) == (3 if kind == "chat" else 2)
     for chunk in chunks:
@@ -202,7 +228,7 @@ def test_include_usage_gives_every_other_chunk_a_null_usage(kind: Kind) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_without_include_usage_there_is_no_usage_chunk(kind: Kind) -> None:
-    raw, _ = Shaper(kind, MODEL).frame(Finished("stop", USAGE))
+    raw, _ = wire(encoder_for(kind, MODEL), Finished("stop", USAGE))
     parsed = frames(raw)
     assert len(parsed) == 2
     assert all(c == "[DONE]" or c["choices"] for c in parsed)
@@ -213,8 +239,8 @@ def test_without_include_usage_there_is_no_usage_chunk(kind: Kind) -> None:
 def test_a_server_error_ends_with_an_error_frame_and_no_done(
     kind: Kind, include_usage: bool
 ) -> None:
-    shaper = Shaper(kind, MODEL, include_usage=include_usage)
-    raw, done = shaper.frame(Finished("error", USAGE, message="decode failed: out of memory"))
+    encoder = encoder_for(kind, MODEL, include_usage=include_usage)
+    raw, done = wire(encoder, Finished("error", USAGE, message="decode failed: out of memory"))
     assert done
     assert DONE not in raw
     assert one(raw) == {
@@ -229,7 +255,7 @@ def test_a_server_error_ends_with_an_error_frame_and_no_done(
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_server_cancel_ends_with_an_error_frame_and_no_done(kind: Kind) -> None:
-    raw, done = Shaper(kind, MODEL).frame(Finished("cancelled", USAGE))
+    raw, done = wire(encoder_for(kind, MODEL), Finished("cancelled", USAGE))
     assert done
     assert DONE not in raw
     error = one(raw)["error"]
@@ -240,7 +266,7 @@ def test_a_server_cancel_ends_with_an_error_frame_and_no_done(kind: Kind) -> Non
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_passed_deadline_ends_with_a_timeout_error_and_no_done(kind: Kind) -> None:
-    raw, done = Shaper(kind, MODEL, include_usage=True).frame(Finished("deadline", USAGE))
+    raw, done = wire(encoder_for(kind, MODEL, include_usage=True), Finished("deadline", USAGE))
     assert done
     assert DONE not in raw
     error = one(raw)["error"]
@@ -252,7 +278,7 @@ def test_a_passed_deadline_ends_with_a_timeout_error_and_no_done(kind: Kind) -> 
 
 @pytest.mark.parametrize("reason", ["cancelled", "deadline", "error"])
 def test_server_ends_without_a_message_still_explain_themselves(reason: FinishReason) -> None:
-    raw, done = Shaper("chat", MODEL).frame(Finished(reason, USAGE))
+    raw, done = wire(encoder_for("chat", MODEL), Finished(reason, USAGE))
     assert done
     message = one(raw)["error"]["message"]
     assert isinstance(message, str)
@@ -278,12 +304,12 @@ EXPECTED_USAGE = {
 
 @pytest.mark.parametrize("reason", ["stop", "length"])
 def test_chat_response(reason: FinishReason) -> None:
-    shaper = Shaper("chat", MODEL)
-    body = json.loads(json.dumps(shaper.response(events("Hel", "", "lo ✓", reason=reason))))
+    encoder = encoder_for("chat", MODEL)
+    body = whole(encoder, events("Hel", "", "lo ✓", reason=reason))
     assert body == {
-        "id": shaper.id,
+        "id": encoder.id,
         "object": "chat.completion",
-        "created": shaper.created,
+        "created": encoder.created,
         "model": MODEL,
         "system_fingerprint": None,
         "choices": [
@@ -300,12 +326,12 @@ def test_chat_response(reason: FinishReason) -> None:
 
 
 def test_completion_response() -> None:
-    shaper = Shaper("completion", MODEL)
-    body = json.loads(json.dumps(shaper.response(events("one", " two", reason="length"))))
+    encoder = encoder_for("completion", MODEL)
+    body = whole(encoder, events("one", " two", reason="length"))
     assert body == {
-        "id": shaper.id,
+        "id": encoder.id,
         "object": "text_completion",
-        "created": shaper.created,
+        "created": encoder.created,
         "model": MODEL,
         "system_fingerprint": None,
         "choices": [{"index": 0, "text": "one two", "logprobs": None, "finish_reason": "length"}],
@@ -316,7 +342,7 @@ def test_completion_response() -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_response_with_no_text_is_empty_not_missing(kind: Kind) -> None:
-    body = Shaper(kind, MODEL).response([Finished("length", Usage(4, 0))])
+    body = whole(encoder_for(kind, MODEL), [Finished("length", Usage(4, 0))])
     choice = body["choices"][0]
     assert (choice["message"]["content"] if kind == "chat" else choice["text"]) == ""
     assert body["usage"]["total_tokens"] == 4

@@ -1,4 +1,5 @@
-"""Unit tests for service.Config: one typed object fed by a mapping, the environment or the CLI."""
+"""Unit tests for stream.config.Config: one typed object fed by a mapping, the environment or
+the CLI."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service import Config
+from stream.config import Config
 
 FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 OPTIONAL_STRINGS = [name for name, f in FIELDS.items() if f.default is None]
@@ -179,6 +180,18 @@ def test_from_env_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -
 def test_from_env_invalid_value() -> None:
     with pytest.raises(ValueError, match="slots"):
         Config.from_env({"SLUICE_SLOTS": "four"})
+
+
+def test_from_args_reports_a_bad_variable_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        Config.from_args([], {"SLUICE_SLOTS": "four"})
+    assert caught.value.code == 2
+    assert capsys.readouterr().err == "sluice: error: invalid value for slots: 'four'\n"
+
+
+def test_a_flag_overrides_a_bad_variable() -> None:
+    config = Config.from_args(["--slots", "2"], {"SLUICE_SLOTS": "four", "SLUICE_PORT": "9"})
+    assert (config.slots, config.port) == (2, 9)
 
 
 # --- from_args ----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Unit tests for stream.requests: every client mistake is a 400 naming the parameter."""
+"""Unit tests for request parsing (stream.pipeline.parse_json and the chat and completions
+adapters' ``parse``): every client mistake is a 400 naming the parameter."""
 
 from __future__ import annotations
 
@@ -12,15 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from model.params import SamplingParams
+from stream.adapters.chat import ChatRequest, ResponseFormat
+from stream.adapters.chat import parse as parse_chat
+from stream.adapters.completions import CompletionRequest
+from stream.adapters.completions import parse as parse_completion
 from stream.errors import InvalidRequest
-from stream.requests import (
-    ChatRequest,
-    CompletionRequest,
-    ResponseFormat,
-    parse_chat,
-    parse_completion,
-    parse_json,
-)
+from stream.pipeline import parse_json
 
 Parser = Callable[[dict[str, Any]], ChatRequest | CompletionRequest]
 

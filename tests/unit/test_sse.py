@@ -1,8 +1,10 @@
-"""Unit tests for stream.sse: frames, heartbeats, disconnects and the streaming response.
+"""Unit tests for stream.transports.sse: frames, heartbeats, disconnects and the streaming
+response.
 
 ``SSEResponse`` is driven as a plain ASGI callable: ``receive`` waits for the test to say the
 client left, ``send`` records every message, and events come from an anyio memory object
-stream that a task feeds on a schedule. Every test runs under a ``fail_after`` watchdog.
+stream that a task feeds on a schedule; a scripted encoder turns each into a document. Every
+test runs under a ``fail_after`` watchdog.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.types import Message, Scope
 
-from stream.sse import DONE, HEARTBEAT, SSE_HEADERS, SSEResponse, data_frame, run_until_disconnect
+from stream.documents import Document, json_document
+from stream.errors import error_object
+from stream.transports.sse import HEARTBEAT, SSE_HEADERS, SSEResponse, frame, run_until_disconnect
 
 INTERVAL = 0.02  # heartbeat interval for the timing tests, in seconds
 WATCHDOG = 5.0
 SCOPE: Scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions"}
 END = "END"
 OPENING = b'data: {"opening":true}\n\n'
+DONE = b"data: [DONE]\n\n"
 
 
 class Client:
@@ -57,13 +62,43 @@ class Client:
         return b"".join(m["body"] for m in self.bodies)
 
 
-def render(event: str) -> tuple[bytes, bool]:
-    if event == END:
-        return DONE, True
-    return data_frame({"text": event}), False
+def data_frame(payload: Any) -> bytes:
+    return frame(json_document(payload))
 
 
-def frame(text: str) -> bytes:
+class Script:
+    """An encoder: each event is a text, ``END`` ends the stream with ``[DONE]``."""
+
+    def __init__(self, opening: bytes = b"") -> None:
+        # The opening as the one document whose frame it is.
+        data = opening.removeprefix(b"data: ").removesuffix(b"\n\n")
+        self._opening = [Document(data)] if opening else []
+
+    def opening(self) -> Sequence[Document]:
+        return self._opening
+
+    def encode(self, event: str) -> Sequence[Document]:
+        if event == END:
+            return [Document(b"[DONE]", "end")]
+        return [json_document({"text": event})]
+
+    def error(self, message: str) -> Document:
+        return json_document(error_object(message, "server_error"), "error")
+
+
+class SkipBlank(Script):
+    def encode(self, event: str) -> Sequence[Document]:
+        return [] if event == "" else super().encode(event)
+
+
+class Fragile(Script):
+    def encode(self, event: str) -> Sequence[Document]:
+        if event == "boom":
+            raise ValueError("broken renderer")
+        return super().encode(event)
+
+
+def text_frame(text: str) -> bytes:
     return data_frame({"text": text})
 
 
@@ -89,7 +124,7 @@ async def stream(
     interval: float = INTERVAL,
     on_close: Callable[[], None] = lambda: None,
     headers: list[tuple[bytes, bytes]] | None = None,
-    renderer: Callable[[str], tuple[bytes, bool]] = render,
+    encoder: type[Script] = Script,
     close_source: bool = True,
 ) -> None:
     """Serve ``script`` through an ``SSEResponse`` to ``client`` under a watchdog."""
@@ -106,8 +141,7 @@ async def stream(
 
     response = SSEResponse[str](
         recv.receive,
-        renderer,
-        opening=opening,
+        encoder(opening),
         heartbeat_interval=interval,
         on_close=on_close,
         headers=headers,
@@ -172,7 +206,7 @@ async def test_headers_come_first_with_sse_settings() -> None:
 
 def test_extra_headers_do_not_change_the_shared_defaults() -> None:
     before = list(SSE_HEADERS)
-    SSEResponse[str](_never, render, headers=[(b"x-one", b"1")])
+    SSEResponse[str](_never, Script(), headers=[(b"x-one", b"1")])
     assert before == SSE_HEADERS
 
 
@@ -187,7 +221,13 @@ async def test_opening_then_each_event_in_order_then_one_end() -> None:
     await stream([(0, "a"), (0, "b"), (0, "c"), (0, END)], client, opening=OPENING, interval=5)
 
     bodies = client.bodies
-    assert [m["body"] for m in bodies] == [OPENING, frame("a"), frame("b"), frame("c"), DONE]
+    assert [m["body"] for m in bodies] == [
+        OPENING,
+        text_frame("a"),
+        text_frame("b"),
+        text_frame("c"),
+        DONE,
+    ]
     assert [m["more_body"] for m in bodies] == [True, True, True, True, False]
     assert len(ends(client)) == 1
 
@@ -196,17 +236,14 @@ async def test_opening_then_each_event_in_order_then_one_end() -> None:
 async def test_without_opening_the_first_body_is_the_first_event() -> None:
     client = Client()
     await stream([(0, "a"), (0, END)], client, interval=5)
-    assert [m["body"] for m in client.bodies] == [frame("a"), DONE]
+    assert [m["body"] for m in client.bodies] == [text_frame("a"), DONE]
 
 
 @pytest.mark.anyio
 async def test_events_rendered_empty_send_nothing() -> None:
-    def skip_blank(event: str) -> tuple[bytes, bool]:
-        return (b"", False) if event == "" else render(event)
-
     client = Client()
-    await stream([(0, "a"), (0, ""), (0, "b"), (0, END)], client, renderer=skip_blank, interval=5)
-    assert [m["body"] for m in client.bodies] == [frame("a"), frame("b"), DONE]
+    await stream([(0, "a"), (0, ""), (0, "b"), (0, END)], client, encoder=SkipBlank, interval=5)
+    assert [m["body"] for m in client.bodies] == [text_frame("a"), text_frame("b"), DONE]
 
 
 # --- heartbeats ----------------------------------------------------------------------------------
@@ -218,9 +255,9 @@ async def test_heartbeats_fill_silences_longer_than_the_interval() -> None:
     await stream([(0, "a"), (6 * INTERVAL, "b"), (0, END)], client, opening=OPENING)
 
     body = client.body
-    assert body.startswith(OPENING + frame("a"))
-    assert body.endswith(frame("b") + DONE)
-    middle = body[len(OPENING + frame("a")) : -len(frame("b") + DONE)]
+    assert body.startswith(OPENING + text_frame("a"))
+    assert body.endswith(text_frame("b") + DONE)
+    middle = body[len(OPENING + text_frame("a")) : -len(text_frame("b") + DONE)]
     beats = middle.count(HEARTBEAT)
     assert middle == HEARTBEAT * beats
     assert 2 <= beats <= 6
@@ -232,7 +269,7 @@ async def test_heartbeats_before_the_first_event() -> None:
     await stream([(6 * INTERVAL, "a"), (0, END)], client, opening=OPENING)
     body = client.body
     assert body.startswith(OPENING + HEARTBEAT + HEARTBEAT)
-    assert body.endswith(frame("a") + DONE)
+    assert body.endswith(text_frame("a") + DONE)
 
 
 @pytest.mark.anyio
@@ -242,7 +279,7 @@ async def test_no_heartbeat_while_events_flow_faster_than_the_interval() -> None
     await stream(script, client, interval=0.1)
 
     assert HEARTBEAT not in client.body
-    assert client.body == b"".join(frame(str(i)) for i in range(15)) + DONE
+    assert client.body == b"".join(text_frame(str(i)) for i in range(15)) + DONE
 
 
 # --- ending ---------------------------------------------------------------------------------------
@@ -264,7 +301,7 @@ async def test_client_leaving_stops_the_writer_promptly() -> None:
     send, recv = anyio.create_memory_object_stream[str](16)
     # A long interval: the writer must be cancelled, not wait for its next heartbeat.
     response = SSEResponse[str](
-        recv.receive, render, opening=OPENING, heartbeat_interval=30, on_close=closes
+        recv.receive, Script(OPENING), heartbeat_interval=30, on_close=closes
     )
 
     async def leave_after_a_while() -> None:
@@ -281,7 +318,7 @@ async def test_client_leaving_stops_the_writer_promptly() -> None:
     assert client.left_at is not None
     assert returned_at - client.left_at < 0.5
     assert closes.count == 1
-    assert [m["body"] for m in client.bodies] == [OPENING, frame("a")]
+    assert [m["body"] for m in client.bodies] == [OPENING, text_frame("a")]
     assert ends(client) == []
 
 
@@ -290,7 +327,9 @@ async def test_client_leaving_between_heartbeats_ends_them() -> None:
     closes = Closes()
     client = Client()
     send, recv = anyio.create_memory_object_stream[str](16)
-    response = SSEResponse[str](recv.receive, render, heartbeat_interval=INTERVAL, on_close=closes)
+    response = SSEResponse[str](
+        recv.receive, Script(), heartbeat_interval=INTERVAL, on_close=closes
+    )
 
     async def leave_after_a_while() -> None:
         await anyio.sleep(5 * INTERVAL)
@@ -311,24 +350,19 @@ async def test_client_leaving_between_heartbeats_ends_them() -> None:
 
 @pytest.mark.anyio
 async def test_render_failing_after_start_ends_with_an_error_frame() -> None:
-    def fragile(event: str) -> tuple[bytes, bool]:
-        if event == "boom":
-            raise ValueError("broken renderer")
-        return render(event)
-
     closes = Closes()
     client = Client()
     await stream(
         [(0, "a"), (0, "boom"), (0, "b"), (0, END)],
         client,
         opening=OPENING,
-        renderer=fragile,
+        encoder=Fragile,
         on_close=closes,
         interval=5,
     )
 
     bodies = client.bodies
-    assert [m["body"] for m in bodies[:2]] == [OPENING, frame("a")]
+    assert [m["body"] for m in bodies[:2]] == [OPENING, text_frame("a")]
     assert len(bodies) == 3
     assert bodies[-1]["more_body"] is False
     error = parse_data(bodies[-1]["body"])
@@ -348,7 +382,7 @@ async def test_source_ending_without_a_final_event_ends_with_an_error_frame() ->
     await stream([(0, "a"), (0, "b")], client, on_close=closes, interval=5)
 
     bodies = client.bodies
-    assert [m["body"] for m in bodies[:2]] == [frame("a"), frame("b")]
+    assert [m["body"] for m in bodies[:2]] == [text_frame("a"), text_frame("b")]
     assert len(ends(client)) == 1
     assert bodies[-1] is ends(client)[0]
     error = parse_data(bodies[-1]["body"])["error"]
@@ -366,7 +400,7 @@ async def test_source_closed_under_the_writer_ends_with_an_error_frame() -> None
         raise anyio.ClosedResourceError
 
     client = Client()
-    response = SSEResponse[str](closed, render, heartbeat_interval=5)
+    response = SSEResponse[str](closed, Script(), heartbeat_interval=5)
     with anyio.fail_after(WATCHDOG):
         await response(SCOPE, client.receive, client.send)
     assert len(client.bodies) == 1

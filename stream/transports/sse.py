@@ -1,32 +1,32 @@
-"""Server-sent events, written by hand: frames, heartbeats, and the streaming response.
+"""Server-sent events, written by hand: framing, heartbeats, and the streaming response.
 
-One task writes (events, heartbeats); one task listens for the client leaving; whichever
+One task writes (documents, heartbeats); one task listens for the client leaving; whichever
 finishes first cancels the other. Heartbeats are comment frames sent whenever nothing has
 gone out for ``heartbeat_interval`` seconds: while queued, while the prompt is read, and
 between tokens. The writer times out its own receive, so no second sender and no lock.
 
-Deviation: no ``event:``/``id:`` fields and no ``retry:`` hint, as OpenAI's streams have
-none; a client reconnecting cannot resume a generation anyway.
+A document becomes ``data:`` (and ``event:`` / ``id:`` when it has them); what the data
+means is the encoder's business. Deviation: no ``retry:`` hint, as OpenAI's streams have
+none; a client reconnecting cannot resume a generation yet.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 import anyio
 from starlette.types import Receive, Scope, Send
 
-from .errors import error_object
+from stream.documents import Document, StreamEncoder
 
 __all__ = [
-    "DONE",
     "HEARTBEAT",
     "SSE_HEADERS",
     "SSEResponse",
-    "data_frame",
+    "frame",
+    "frames",
     "run_until_disconnect",
 ]
 
@@ -36,7 +36,6 @@ E = TypeVar("E")
 T = TypeVar("T")
 
 HEARTBEAT = b": keep-alive\n\n"
-DONE = b"data: [DONE]\n\n"
 SSE_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -45,13 +44,29 @@ SSE_HEADERS: list[tuple[bytes, bytes]] = [
 ]
 
 
-def data_frame(payload: Any) -> bytes:
-    """One ``data:`` frame. Compact JSON never contains a newline, so one line suffices."""
-    return (
-        b"data: "
-        + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        + b"\n\n"
-    )
+def frame(document: Document) -> bytes:
+    """One SSE frame for ``document``; nothing for empty data (an API without a terminator)."""
+    data = document.data
+    if not data:
+        return b""
+    if document.event is None and document.id is None:
+        return b"data: " + data + b"\n\n"
+    head = b""
+    if document.event is not None:
+        head += b"event: " + document.event.encode() + b"\n"
+    if document.id is not None:
+        head += b"id: " + document.id.encode() + b"\n"
+    return head + b"data: " + data + b"\n\n"
+
+
+def frames(documents: Sequence[Document]) -> tuple[bytes, bool]:
+    """The frames of ``documents``, and whether one of them completes the response."""
+    body = b""
+    last = False
+    for document in documents:
+        body += frame(document)
+        last = last or document.kind != "event"
+    return body, last
 
 
 async def _until_disconnect(receive: Receive) -> None:
@@ -78,25 +93,25 @@ async def run_until_disconnect(receive: Receive, work: Callable[[], Awaitable[T]
 
 
 class SSEResponse(Generic[E]):
-    """An ASGI response streaming ``render(event)`` for each event until one says it's last.
+    """An ASGI response streaming ``encoder``'s documents for each event until one ends it.
 
     ``next_event`` is awaited under a heartbeat timeout, so it must be safe to cancel (a
-    memory object stream's ``receive`` is). ``on_close`` runs however the stream ends.
+    memory object stream's ``receive`` is). ``on_close`` runs however the stream ends. A
+    source that ends early, or an encoder that fails, ends the stream with the encoder's
+    error document after what was sent.
     """
 
     def __init__(
         self,
         next_event: Callable[[], Awaitable[E]],
-        render: Callable[[E], tuple[bytes, bool]],
+        encoder: StreamEncoder[E],
         *,
-        opening: bytes = b"",
         heartbeat_interval: float = 15.0,
         on_close: Callable[[], None] = lambda: None,
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         self._next_event = next_event
-        self._render = render
-        self._opening = opening
+        self._encoder = encoder
         self._interval = heartbeat_interval
         self._on_close = on_close
         self._headers = SSE_HEADERS + (headers or [])
@@ -109,25 +124,30 @@ class SSEResponse(Generic[E]):
 
     async def _write(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self._headers})
-        if self._opening:
-            await send({"type": "http.response.body", "body": self._opening, "more_body": True})
+        encode = self._encoder.encode
         body = b""
         try:
+            opening, _ = frames(self._encoder.opening())
+            if opening:
+                await send({"type": "http.response.body", "body": opening, "more_body": True})
             while True:
                 with anyio.move_on_after(self._interval) as waited:
                     event = await self._next_event()
                 if waited.cancelled_caught:
                     body, last = HEARTBEAT, False
                 else:
-                    body, last = self._render(event)
+                    body, last = frames(encode(event))
                 if last:
                     break
                 if body:
                     await send({"type": "http.response.body", "body": body, "more_body": True})
         except (anyio.EndOfStream, anyio.ClosedResourceError):
-            body = data_frame(error_object("the generation ended unexpectedly", "server_error"))
+            body = self._failure("the generation ended unexpectedly")
         except Exception:
             # Headers are out: the only honest report left is an error frame, then a clean end.
             _log.exception("streaming failed after the response started")
-            body = data_frame(error_object("internal error while streaming", "server_error"))
+            body = self._failure("internal error while streaming")
         await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    def _failure(self, message: str) -> bytes:
+        return frame(self._encoder.error(message))

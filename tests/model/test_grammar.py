@@ -16,7 +16,7 @@ from model.grammar import (
     json_schema_grammar,
     json_schema_rules,
 )
-from tests.unit.embedded import EmbeddedModel, chat_prompt
+from tests.model.embedded import EmbeddedModel, chat_prompt
 
 _PERSON = {
     "type": "object",

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.unit.embedded import EmbeddedModel
+from tests.model.embedded import EmbeddedModel
 
 
 @pytest.fixture(scope="session")

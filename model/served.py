@@ -1,4 +1,4 @@
-"""A loaded model at work: weights, chat template, running engine, and prompt building."""
+"""A served model at work: weights, chat template, running engine, and prompt building."""
 
 from __future__ import annotations
 
@@ -6,39 +6,39 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from .engine import Engine, EngineOptions
-from .events import Dispatch
+from .engine import Engine, EngineOptions, EngineStats
+from .errors import InvalidInput
+from .events import Dispatch, SequenceSink
 from .grammar import GrammarError, check_grammar, json_object_grammar, json_schema_grammar
 from .llama import LlamaModel
-from .params import Grammar
+from .params import GenerationRequest, Grammar
 from .source import ResolvedModel
 from .template import ChatTemplate, TemplateError, load_chat_template
 from .tools import (
     Tool,
     ToolChoice,
-    ToolError,
     flatten_tool_messages,
     messages_with_tools,
     template_supports_tools,
     tool_call_grammar,
 )
 
-__all__ = ["PromptError", "Runtime"]
+__all__ = ["PromptError", "ServedModel"]
 
 #: Used when the model was trained on more: KV memory grows with context x slots.
 DEFAULT_MAX_CONTEXT = 4096
 
 
-class PromptError(Exception):
+class PromptError(InvalidInput):
     """The request's input cannot become a prompt; ``param`` names the offending field."""
 
     def __init__(self, message: str, param: str) -> None:
-        super().__init__(message)
-        self.param = param
+        super().__init__(message, param=param)
 
 
-class Runtime:
-    """The served model. Built on a loading thread; used by the event loop afterwards."""
+class ServedModel:
+    """One model a registry serves. Built on a loading thread; used by the event loop
+    (and by request planning on worker threads) afterwards."""
 
     def __init__(self, model: LlamaModel, template: ChatTemplate, engine: Engine, name: str):
         self.model = model
@@ -56,7 +56,7 @@ class Runtime:
         name: str | None = None,
         gpu_layers: int = -1,
         chat_template: str | None = None,
-    ) -> Runtime:
+    ) -> ServedModel:
         """Load weights, pick the chat template and start the engine.
 
         ``options.ctx_size`` 0 means the model's training context, at most 4096.
@@ -83,6 +83,43 @@ class Runtime:
     def close(self) -> None:
         self.engine.close()
         self.model.close()
+
+    @property
+    def ctx_size(self) -> int:
+        """Tokens per sequence: prompt plus completion."""
+        return self.engine.ctx_size
+
+    @property
+    def slots(self) -> int:
+        """Sequences decoded at once: the most choices one request may ask for."""
+        return self.engine.options.slots
+
+    @property
+    def n_vocab(self) -> int:
+        return self.model.n_vocab
+
+    @property
+    def stop(self) -> tuple[str, ...]:
+        """Stop strings the chat template needs (e.g. ``plain``'s next-turn marker)."""
+        return self.template.stop
+
+    def submit(self, request: GenerationRequest, sink: SequenceSink) -> None:
+        """Queue a generation; raises :class:`~model.engine.QueueFull` (CapacityExceeded)."""
+        self.engine.submit(request, sink)
+
+    def wake(self) -> None:
+        self.engine.wake()
+
+    def stats(self) -> EngineStats:
+        return self.engine.stats()
+
+    def idle(self) -> bool:
+        """No sequence running or queued."""
+        stats = self.engine.stats()
+        return stats.active == 0 and stats.queued == 0
+
+    def cancel_all(self, message: str) -> None:
+        self.engine.cancel_all(message)
 
     def chat_prompt(
         self,
@@ -125,7 +162,8 @@ class Runtime:
     ) -> Grammar | None:
         """What the output must match: a JSON format, a forced tool call, or nothing.
 
-        Raises :class:`PromptError` naming the field when it cannot be enforced.
+        Raises :class:`PromptError` (or :class:`~model.tools.ToolError`) naming the field
+        when it cannot be enforced.
         """
         forced = bool(tools) and choice is not None and choice.mode == "required"
         if json is None and not forced:
@@ -147,8 +185,6 @@ class Runtime:
                 param = "response_format.json_schema.schema"
                 grammar = json_schema_grammar(schema or {}, strict=strict)
             check_grammar(grammar, self.model.vocab)
-        except ToolError as exc:
-            raise PromptError(str(exc), exc.param) from None
         except GrammarError as exc:
             raise PromptError(f"Invalid {param}: {exc}", param) from None
         return grammar

@@ -1,0 +1,117 @@
+"""The generation pipeline, generic over API adapters: plan -> submit -> respond.
+
+1. *plan*: the JSON body is parsed by the adapter, the registry names the model, and the
+   adapter plans the request on it (prompt, limits, constraint, encoder) on a worker thread,
+   since rendering, tokenizing and compiling grammars would otherwise stall every stream;
+2. *submit*: the engine queues the generation, its events flowing into a bounded
+   :class:`~stream.bridge.Channel` (a full wait queue is ``CapacityExceeded``: 429);
+3. *respond*: the SSE transport streams the encoder's documents, or the whole transport
+   collects the events and answers one body.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, TypeVar
+
+import anyio
+from starlette.types import ASGIApp
+
+from model.registry import ModelRegistry
+
+from .bridge import Channel
+from .errors import InvalidRequest
+from .metrics import Metrics
+from .plan import Adapter, APIRequest, Limits
+from .routes import Handler, Request
+from .transports.sse import SSEResponse
+from .transports.whole import whole_response
+
+__all__ = ["Pipeline", "parse_json"]
+
+R = TypeVar("R", bound=APIRequest)
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """The JSON object of a request body. :raises InvalidRequest: not UTF-8, not JSON, too
+    deeply nested, or not an object."""
+    try:
+        data = json.loads(body)
+    except UnicodeDecodeError:
+        raise InvalidRequest("The request body is not valid UTF-8.") from None
+    except RecursionError:
+        raise InvalidRequest("The JSON body of your request is nested too deeply.") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"We could not parse the JSON body of your request ({exc.msg} at line {exc.lineno} "
+            f"column {exc.colno})."
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return data
+
+
+class Pipeline:
+    """Runs every generation route (see the module notes).
+
+    ``stream_buffer``: events buffered per request before its sequence pauses;
+    ``heartbeat_interval``: seconds of silence before an SSE comment frame.
+    """
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        metrics: Metrics,
+        *,
+        limits: Limits,
+        stream_buffer: int,
+        heartbeat_interval: float,
+    ) -> None:
+        self._registry = registry
+        self._metrics = metrics
+        self._limits = limits
+        self._stream_buffer = stream_buffer
+        self._heartbeat_interval = heartbeat_interval
+
+    def handler(self, adapter: Adapter[R]) -> Handler:
+        """The route handler of ``adapter``'s API."""
+
+        async def handle(request: Request) -> ASGIApp:
+            return await self.generate(adapter, request)
+
+        return handle
+
+    async def generate(self, adapter: Adapter[R], request: Request) -> ASGIApp:
+        """Plan, submit and respond to one request.
+
+        :raises stream.errors.APIError: the body or a limit is wrong (400), or a server
+            end of a whole answer (503, 504, 500).
+        :raises model.errors.ModelError: no model to serve, the input cannot be served, or
+            the wait queue is full.
+        """
+        parsed = adapter.parse(parse_json(request.body))
+        served = self._registry.get(parsed.model)
+        started = time.perf_counter()
+        plan = await anyio.to_thread.run_sync(adapter.plan, parsed, served, self._limits)
+        channel = Channel(
+            self._stream_buffer,
+            served.wake,
+            finals=plan.generation.n,
+            observe=self._metrics.generation(started),
+        )
+        try:
+            served.submit(plan.generation, channel)
+        except BaseException:
+            channel.close()
+            raise
+        if plan.stream:
+            return SSEResponse(
+                channel.receive,
+                plan.encoder,
+                heartbeat_interval=self._heartbeat_interval,
+                on_close=channel.close,
+            )
+        return await whole_response(
+            request.receive, channel.drain, plan.encoder, on_close=channel.close
+        )
