@@ -3,7 +3,10 @@
 * raw: a tight low-level loop (llama_decode + greedy sampler) on the same GGUF, threads and
   context size: the physical limit of this machine;
 * server: ``python service.py`` as deployed, one streamed /v1/completions at a time over HTTP;
-* cold start: launching the service to the first streamed token of the embedded model.
+* cold start: launching the service to the first streamed token of the embedded model;
+* encode: what the wire costs per token chunk without any engine or socket: an API
+  adapter's encoder turning one engine Delta into documents, and the SSE transport framing
+  them (``scripts/bench --only encode``).
 
 Runs alternate raw / server with a fresh prompt each time (so no prefix cache helps either
 side) and report medians. Timings are wall clock: compare ratios, not absolute figures.
@@ -29,6 +32,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench_encode import encode_cost  # noqa: E402
 
 from model.source import resolve_model  # noqa: E402
 
@@ -351,11 +356,17 @@ def main() -> None:
     parser.add_argument("--cold-starts", type=int, default=3)
     parser.add_argument("--sweep", default="1,4,8,16", help="concurrent streams to try")
     parser.add_argument("--sweep-tokens", type=int, default=64)
-    parser.add_argument("--only", choices=["single", "sweep"], help="run one part only")
+    parser.add_argument(
+        "--encode-chunks", type=int, default=100_000, help="token chunks per encode run"
+    )
+    parser.add_argument("--only", choices=["single", "sweep", "encode"], help="run one part only")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     thread_counts = args.threads or sorted({cores, max(cores - 1, 1)}, reverse=True)
 
+    if args.only == "encode":
+        encode_cost(args.encode_chunks)
+        return
     path = resolve_model(None).path
     print(
         f"model {path.name}, {cores} cores, context {args.ctx_size}, "
@@ -371,6 +382,8 @@ def main() -> None:
             compare(args, path, threads)
     if args.only != "single":
         sweep(args, thread_counts[0])
+    if args.only is None:
+        encode_cost(args.encode_chunks)
 
 
 if __name__ == "__main__":
