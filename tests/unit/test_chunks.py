@@ -15,10 +15,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from model.events import Delta, Event, Finished, FinishReason, Usage
+from model.events import Delta, Event, Finished, FinishReason, ToolCallDelta, Usage
 from stream.adapters.chat import ChatEncoder
 from stream.adapters.choices import ChoicesEncoder, usage_object
 from stream.adapters.completions import CompletionEncoder
+from stream.documents import json_document
+from stream.errors import APIError
 from stream.transports.sse import frame
 
 Kind = Literal["chat", "completion"]
@@ -355,3 +357,119 @@ def test_usage_totals_add_up(prompt: int, completion: int, cached: int) -> None:
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (prompt, completion)
     assert usage["prompt_tokens_details"]["cached_tokens"] == cached
+
+
+# --- tool calls -----------------------------------------------------------------------------------
+
+
+def test_tool_call_deltas_stream_as_openai_tool_call_chunks() -> None:
+    encoder = encoder_for("chat", MODEL)
+    start = one(wire(encoder, ToolCallDelta(0, 0, "call_1", "get_weather", ""))[0])
+    part = one(wire(encoder, ToolCallDelta(0, 0, None, None, '{"city": "Oslo"}'))[0])
+    check_chunk(start, encoder)
+    assert start["choices"] == [
+        {
+            "index": 0,
+            "delta": {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"arguments": "", "name": "get_weather"},
+                    }
+                ]
+            },
+            "logprobs": None,
+            "finish_reason": None,
+        }
+    ]
+    assert part["choices"][0]["delta"] == {
+        "tool_calls": [{"index": 0, "function": {"arguments": '{"city": "Oslo"}'}}]
+    }
+    final, marker = frames(wire(encoder, Finished("tool_calls", USAGE))[0])
+    assert final["choices"][0]["finish_reason"] == "tool_calls"
+    assert marker == "[DONE]"
+
+
+def test_a_whole_answer_joins_each_choices_tool_calls() -> None:
+    encoder = encoder_for("chat", MODEL, n=2)
+    body = whole(
+        encoder,
+        [
+            ToolCallDelta(0, 0, "call_a", "f", ""),
+            ToolCallDelta(1, 0, "call_b", "g", ""),
+            ToolCallDelta(0, 0, None, None, '{"x": '),
+            ToolCallDelta(0, 0, None, None, "1}"),
+            ToolCallDelta(0, 1, "call_c", "f", ""),
+            ToolCallDelta(0, 1, None, None, "{}"),
+            Delta("plain", 1, index=1),
+            Finished("tool_calls", USAGE, index=0),
+            Finished("stop", USAGE, index=1),
+        ],
+    )
+    first, second = body["choices"]
+    assert first["message"] == {
+        "role": "assistant",
+        "content": None,
+        "refusal": None,
+        "tool_calls": [
+            {
+                "id": "call_a",
+                "type": "function",
+                "function": {"name": "f", "arguments": '{"x": 1}'},
+            },
+            {"id": "call_c", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+        ],
+    }
+    assert first["finish_reason"] == "tool_calls"
+    assert second["message"]["tool_calls"] == [
+        {"id": "call_b", "type": "function", "function": {"name": "g", "arguments": ""}}
+    ]
+    assert second["message"]["content"] == "plain"
+    assert body["usage"]["completion_tokens"] == 6
+
+
+# --- server ends of whole answers, and documents ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "status", "kind", "code"),
+    [
+        ("cancelled", 503, "server_error", None),
+        ("deadline", 504, "timeout", "deadline_exceeded"),
+        ("error", 500, "server_error", None),
+    ],
+)
+@pytest.mark.parametrize("kind_of", KINDS)
+def test_a_server_end_of_a_whole_answer_is_an_error_status(
+    kind_of: Kind, reason: FinishReason, status: int, kind: str, code: str | None
+) -> None:
+    with pytest.raises(APIError) as caught:
+        encoder_for(kind_of, MODEL).whole([Delta("partial", 1), Finished(reason, USAGE)])
+    assert caught.value.status == status
+    body = caught.value.body()["error"]
+    assert (body["type"], body["code"]) == (kind, code)
+    assert body["message"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_documents_say_which_one_ends_the_stream(kind: Kind) -> None:
+    encoder = encoder_for(kind, MODEL, include_usage=True)
+    assert [d.kind for d in encoder.encode(Delta("a", 1))] == ["event"]
+    assert [d.kind for d in encoder.encode(Finished("stop", USAGE))] == ["event", "event", "end"]
+    assert [d.kind for d in encoder.encode(Finished("error", USAGE))] == ["error"]
+    failure = encoder.error("internal error while streaming")
+    assert failure.kind == "error"
+    assert json.loads(failure.data)["error"]["type"] == "server_error"
+    assert all(d.event is None and d.id is None for d in encoder.opening())
+
+
+@given(text=st.text(min_size=1), kind=st.sampled_from(KINDS))
+def test_the_token_fast_path_is_the_general_serialization(text: str, kind: Kind) -> None:
+    # Plain text takes a precomputed head and tail around one JSON string; it must be byte
+    # for byte what serializing the whole chunk gives.
+    encoder = encoder_for(kind, MODEL)
+    [fast] = encoder.encode(Delta(text, 1))
+    expected = json_document(encoder._chunk(encoder._choice(0, text, None)))
+    assert fast.data == expected.data

@@ -22,7 +22,14 @@ from starlette.types import Message, Scope
 
 from stream.documents import Document, json_document
 from stream.errors import error_object
-from stream.transports.sse import HEARTBEAT, SSE_HEADERS, SSEResponse, frame, run_until_disconnect
+from stream.transports.sse import (
+    HEARTBEAT,
+    SSE_HEADERS,
+    SSEResponse,
+    frame,
+    frames,
+    run_until_disconnect,
+)
 
 INTERVAL = 0.02  # heartbeat interval for the timing tests, in seconds
 WATCHDOG = 5.0
@@ -485,3 +492,60 @@ async def test_run_until_disconnect_keeps_a_falsy_result() -> None:
 
     with anyio.fail_after(WATCHDOG):
         assert await run_until_disconnect(client.receive, work) == 0
+
+
+# --- documents with names and ids, several per event --------------------------------------------
+
+
+def test_a_document_with_an_event_name_and_an_id_frames_both() -> None:
+    document = Document(b'{"delta":"hi"}', event="response.output_text.delta", id="s1:7")
+    assert frame(document) == (
+        b'event: response.output_text.delta\nid: s1:7\ndata: {"delta":"hi"}\n\n'
+    )
+    assert frame(Document(b"{}", id="9")) == b"id: 9\ndata: {}\n\n"
+
+
+def test_an_end_without_a_terminator_sends_nothing() -> None:
+    assert frame(Document(b"", "end")) == b""
+    assert frames([Document(b'{"a":1}'), Document(b"", "end")]) == (b'data: {"a":1}\n\n', True)
+    assert frames([Document(b'{"a":1}')]) == (b'data: {"a":1}\n\n', False)
+
+
+class Pairs(Script):
+    """Two documents per event, as a usage chunk follows a final one."""
+
+    def encode(self, event: str) -> Sequence[Document]:
+        if event == END:
+            return [json_document({"usage": 1}), Document(b"[DONE]", "end")]
+        return [json_document({"text": event}), json_document({"more": event})]
+
+
+@pytest.mark.anyio
+async def test_the_documents_of_one_event_go_out_in_one_body() -> None:
+    client = Client()
+    await stream([(0, "a"), (0, END)], client, encoder=Pairs, interval=5)
+    assert [m["body"] for m in client.bodies] == [
+        text_frame("a") + data_frame({"more": "a"}),
+        data_frame({"usage": 1}) + DONE,
+    ]
+    assert [m["more_body"] for m in client.bodies] == [True, False]
+
+
+class Failing(Script):
+    def encode(self, event: str) -> Sequence[Document]:
+        if event == "bad":
+            return [json_document({"error": {"message": "no"}}, "error")]
+        return super().encode(event)
+
+
+@pytest.mark.anyio
+async def test_an_error_document_ends_the_stream_without_done() -> None:
+    closes = Closes()
+    client = Client()
+    await stream([(0, "a"), (0, "bad"), (0, "b")], client, encoder=Failing, on_close=closes)
+    assert [m["body"] for m in client.bodies] == [
+        text_frame("a"),
+        data_frame({"error": {"message": "no"}}),
+    ]
+    assert client.bodies[-1]["more_body"] is False
+    assert closes.count == 1
