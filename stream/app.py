@@ -5,8 +5,8 @@ configured, route and method lookup (404, 405), the API key (401), the content t
 body of a POST (415, 413), and its handler. This is the one place an exception becomes a
 response: :class:`~stream.errors.APIError` as its own JSON, a
 :class:`~model.errors.ModelError` translated once (:func:`~stream.errors.from_model_error`),
-and anything else an OpenAI-shaped 500 ``server_error`` naming the request id, logged once
-with its traceback. WebSocket handshakes go to their own (for now empty) table; any other is
+and anything else a 500 ``server_error`` naming the request id, logged once with its
+traceback; each in OpenAI's shape unless the route declares its API's own (``error_body``). WebSocket handshakes go to their own (for now empty) table; any other is
 denied with an OpenAI-shaped 404 (or a plain close where the server cannot send a denial).
 """
 
@@ -42,7 +42,7 @@ from .errors import (
     from_model_error,
 )
 from .metrics import Metrics
-from .routes import OTHER, Request, RouteTable
+from .routes import OTHER, ErrorBody, Request, Route, RouteTable
 
 __all__ = ["Sluice"]
 
@@ -153,12 +153,14 @@ class Sluice:
     # -- HTTP -------------------------------------------------------------------------
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        found = self._routes.find(scope["path"])
+        error_body = found[1].error_body if found is not None else APIError.body
         try:
-            response = await self._respond(scope, receive)
+            response = await self._respond(scope, receive, found)
         except APIError as exc:
-            response = _error_response(exc)
+            response = _error_response(exc, error_body)
         except ModelError as exc:
-            response = _error_response(from_model_error(exc))
+            response = _error_response(from_model_error(exc), error_body)
         except Exception:
             rid = request_id_of(scope)
             _log.exception(
@@ -168,19 +170,19 @@ class Sluice:
                 rid,
                 extra={"request_id": rid},
             )
-            response = _error_response(
-                APIError(
-                    "The server had an error while processing your request (request id "
-                    f"{rid}); it has been logged. Retry, or report the request id."
-                )
+            unexpected = APIError(
+                "The server had an error while processing your request (request id "
+                f"{rid}); it has been logged. Retry, or report the request id."
             )
+            response = _error_response(unexpected, error_body)
         await response(scope, receive, send)
 
-    async def _respond(self, scope: Scope, receive: Receive) -> ASGIApp:
+    async def _respond(
+        self, scope: Scope, receive: Receive, found: tuple[str, Route, dict[str, str]] | None
+    ) -> ASGIApp:
         path: str = scope["path"]
         method: str = scope["method"]
         headers = Headers(scope=scope)
-        found = self._routes.find(path)
         if found is None:
             raise NotFound(f"Unknown request URL: {path}.", code="unknown_url")
         _, route, params = found
@@ -265,8 +267,8 @@ class Sluice:
         await send({"type": "websocket.http.response.body", "body": body})
 
 
-def _error_response(exc: APIError) -> ASGIApp:
-    return JSONResponse(exc.body(), exc.status, headers=exc.headers)
+def _error_response(exc: APIError, body: ErrorBody) -> ASGIApp:
+    return JSONResponse(body(exc), exc.status, headers=exc.headers)
 
 
 def _api_keys(config: Config) -> tuple[str, ...]:

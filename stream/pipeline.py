@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
@@ -23,14 +24,22 @@ from model.registry import ModelRegistry
 from .bridge import Channel
 from .errors import InvalidRequest
 from .metrics import Metrics
-from .plan import Adapter, APIRequest, Limits
+from .plan import Adapter, APIRequest, Limits, Plan
 from .routes import Handler, Request
 from .transports.sse import SSEResponse
 from .transports.whole import whole_response
 
-__all__ = ["Pipeline", "parse_json"]
+__all__ = ["Generation", "Pipeline", "parse_json"]
 
 R = TypeVar("R", bound=APIRequest)
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """A submitted request: its plan (with the encoder) and the channel its events arrive on."""
+
+    plan: Plan
+    channel: Channel
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -83,14 +92,33 @@ class Pipeline:
         return handle
 
     async def generate(self, adapter: Adapter[R], request: Request) -> ASGIApp:
-        """Plan, submit and respond to one request.
+        """Plan, submit and respond to one HTTP request.
 
         :raises stream.errors.APIError: the body or a limit is wrong (400), or a server
             end of a whole answer (503, 504, 500).
         :raises model.errors.ModelError: no model to serve, the input cannot be served, or
             the wait queue is full.
         """
-        parsed = adapter.parse(parse_json(request.body))
+        generation = await self.start(adapter, request.body)
+        plan, channel = generation.plan, generation.channel
+        if plan.stream:
+            return SSEResponse(
+                channel.receive,
+                plan.encoder,
+                heartbeat_interval=self._heartbeat_interval,
+                on_close=channel.close,
+            )
+        return await whole_response(
+            request.receive, channel.drain, plan.encoder, on_close=channel.close
+        )
+
+    async def start(self, adapter: Adapter[R], body: bytes) -> Generation:
+        """Plan and submit one request body: the first two steps, for any transport.
+
+        The caller owns the returned channel and must close it when done reading. Raises
+        as :meth:`generate`.
+        """
+        parsed = adapter.parse(parse_json(body))
         served = self._registry.get(parsed.model)
         started = time.perf_counter()
         plan = await anyio.to_thread.run_sync(adapter.plan, parsed, served, self._limits)
@@ -105,13 +133,4 @@ class Pipeline:
         except BaseException:
             channel.close()
             raise
-        if plan.stream:
-            return SSEResponse(
-                channel.receive,
-                plan.encoder,
-                heartbeat_interval=self._heartbeat_interval,
-                on_close=channel.close,
-            )
-        return await whole_response(
-            request.receive, channel.drain, plan.encoder, on_close=channel.close
-        )
+        return Generation(plan, channel)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope
 
-__all__ = ["OTHER", "Handler", "Request", "Route", "RouteTable"]
+from .errors import APIError
+
+__all__ = ["OTHER", "ErrorBody", "Handler", "Request", "Route", "RouteTable"]
 
 #: The label of paths no route matches.
 OTHER = "other"
@@ -34,6 +37,9 @@ class Request:
 #: ``model.errors.ModelError`` for an error answer.
 Handler = Callable[[Request], Awaitable[ASGIApp]]
 
+#: An error's JSON body in a route's API shape (OpenAI's by default).
+ErrorBody = Callable[[APIError], dict[str, Any]]
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -42,6 +48,8 @@ class Route:
     methods: Mapping[str, Handler]
     #: Answered without an API key: orchestrators and scrapers probe it.
     public: bool = False
+    #: How this route's errors read (an API with its own error shape sets it).
+    error_body: ErrorBody = APIError.body
 
 
 class RouteTable:

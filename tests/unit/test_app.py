@@ -22,6 +22,7 @@ from model.errors import (
 )
 from model.registry import ModelRegistry, ModelSettings
 from service import Config, Sluice, create_app
+from stream.errors import APIError
 from stream.metrics import Metrics
 from stream.routes import Request, Route, RouteTable
 
@@ -117,8 +118,14 @@ async def test_a_failed_load_shows_in_liveness(loading: Sluice) -> None:
 # -- the one place exceptions become responses ---------------------------------------------
 
 
+def other_shape(exc: APIError) -> dict[str, Any]:
+    """An API with its own error shape (as Anthropic's), for a route that declares it."""
+    return {"type": "error", "error": {"type": exc.type, "message": exc.message}}
+
+
 def app_with(handler_error: BaseException) -> Sluice:
-    """An app whose one route, ``GET /fail``, raises ``handler_error``."""
+    """An app whose routes ``GET /fail`` and ``GET /other/fail`` (with its own error shape)
+    raise ``handler_error``."""
 
     async def fail(request: Request) -> ASGIApp:
         raise handler_error
@@ -129,7 +136,11 @@ def app_with(handler_error: BaseException) -> Sluice:
     registry = ModelRegistry()
     metrics = Metrics(registry.figures)
     routes = RouteTable(
-        {"/fail": Route({"GET": fail}), "/things/{id}": Route({"GET": fine}, public=True)}
+        {
+            "/fail": Route({"GET": fail}),
+            "/other/fail": Route({"GET": fail}, error_body=other_shape),
+            "/things/{id}": Route({"GET": fine}, public=True),
+        }
     )
     return Sluice(Config(), registry, routes, metrics, model=ModelSettings())
 
@@ -213,6 +224,22 @@ async def test_model_errors_are_translated_once(
     assert reply["error"]["code"] == code
     assert error.message in reply["error"]["message"]
     assert headers.get("retry-after") == retry
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "error", [InvalidInput("bad", param="messages"), RuntimeError("boom"), ModelError("x")]
+)
+async def test_a_route_with_its_own_error_shape_answers_in_it(error: BaseException) -> None:
+    app = app_with(error)
+    status, _, reply = await call(app, "GET", "/other/fail")
+    assert status in (400, 500)
+    assert reply["type"] == "error"
+    assert set(reply["error"]) == {"type", "message"}
+    _, _, openai = await call(app, "GET", "/fail")
+    assert set(openai["error"]) == {"message", "type", "param", "code"}
+    status, _, reply = await call(app, "POST", "/other/fail")  # 405 in the route's shape
+    assert (status, reply["type"]) == (405, "error")
 
 
 @pytest.mark.anyio
