@@ -6,8 +6,9 @@ body of a POST (415, 413), and its handler. This is the one place an exception b
 response: :class:`~stream.errors.APIError` as its own JSON, a
 :class:`~model.errors.ModelError` translated once (:func:`~stream.errors.from_model_error`),
 and anything else a 500 ``server_error`` naming the request id, logged once with its
-traceback; each in OpenAI's shape unless the route declares its API's own (``error_body``). WebSocket handshakes go to their own (for now empty) table; any other is
-denied with an OpenAI-shaped 404 (or a plain close where the server cannot send a denial).
+traceback; each in OpenAI's shape unless the route declares its API's own (``error_body``).
+WebSocket handshakes go to their own (for now empty) table; any other is denied with an
+OpenAI-shaped 404 (or a plain close where the server cannot send a denial).
 """
 
 from __future__ import annotations
