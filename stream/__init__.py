@@ -20,9 +20,9 @@ Where things go:
   :mod:`stream.documents`, fed by ``Pipeline.start`` (plan and submit, for any transport);
   adapters and transports never import each other;
 * errors: ``errors`` (HTTP, and the one translation of ``model.errors``), turned into
-  responses only in ``app``, in OpenAI's shape unless a route declares its API's own; server settings: ``config``; the route table's types:
-  ``routes``; probes: ``probes``; request ids and access lines: ``access``; Prometheus:
-  ``metrics``.
+  responses only in ``app``, in OpenAI's shape unless a route declares its API's own;
+* server settings: ``config``; the route table's types: ``routes``; probes: ``probes``;
+  request ids and access lines: ``access``; Prometheus: ``metrics``.
 """
 
 from __future__ import annotations
