@@ -8,6 +8,12 @@ first-served queue for a free slot. A sequence whose consumer is not accepting i
 that was cancelled, or whose deadline passed ends at the next step. The events of a step
 go out in one :data:`~model.events.Dispatch` call, which never blocks: the engine never
 waits on a client.
+
+A constrained sequence (a grammar) whose grammar work takes longer than
+``grammar_token_limit`` on two tokens in a row is ended with an error, so that no constraint
+slows every stream for long; one slow token alone (a busy machine) is forgiven. Requests'
+grammars are bounded before they get here (see :mod:`model.json_schema`); this is the
+defence behind those bounds.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from .events import Dispatch, Event, SequenceSink
 from .llama import Batch, LlamaContext, LlamaModel
 from .logprobs import token_logprob
 from .params import GenerationRequest
-from .sampling import Sampler
+from .sampling import Candidates, NoContinuation, Sampler
 from .sequence import Phase, Sequence, SequenceHandle
 
 __all__ = ["Engine", "EngineOptions", "EngineStats", "QueueFull"]
@@ -51,6 +57,10 @@ class EngineOptions:
     max_queue: int = 64
     #: Seconds a paused sequence (its client not reading) keeps its slot before it is dropped.
     stall_timeout: float = 30.0
+    #: Seconds of grammar work one token of a constrained sequence may take (see above).
+    grammar_token_limit: float = 0.25
+    #: Seconds :meth:`Engine.close` waits for the engine thread.
+    close_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +124,7 @@ class Engine:
         )
         self.ctx_size = self._ctx.n_ctx_seq
         self._batch = Batch(options.batch_size)
+        self._candidates = Candidates(model.n_vocab)
         self._slots = [_Slot(i) for i in range(options.slots)]
         self._queue: deque[Sequence] = deque()
         self._cond = threading.Condition()
@@ -132,15 +143,28 @@ class Engine:
     def start(self) -> None:
         self._thread.start()
 
-    def close(self) -> None:
-        """Stop the thread; sequences still running end with ``cancelled``."""
+    def close(self) -> bool:
+        """Stop the thread; sequences still running end with ``cancelled``.
+
+        Waits ``options.close_timeout`` seconds at most. Returns False when the thread is
+        still busy inside llama.cpp then: its native memory is left to the exiting process
+        (freeing it under a running call would crash), and so must the model's be.
+        """
         with self._cond:
             self._stopping = True
             self._cond.notify()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(self.options.close_timeout)
+            if self._thread.is_alive():
+                _log.error(
+                    "the engine thread is still inside llama.cpp after %gs; "
+                    "leaving its memory to the exiting process",
+                    self.options.close_timeout,
+                )
+                return False
         self._batch.close()
         self._ctx.close()
+        return True
 
     def submit(self, request: GenerationRequest, sink: SequenceSink) -> SequenceHandle:
         """Queue a request; events go to ``sink`` through the engine's dispatch.
@@ -324,6 +348,7 @@ class Engine:
             request.grammar,
             choice=sequence.index,
             history=request.prompt,
+            candidates=self._candidates,
         )
         sequence.phase = phase
 
@@ -390,8 +415,10 @@ class Engine:
                 # The other choices sample their first token from these same logits.
                 sampled.extend((self._slots[f.slot], f, index) for f in self._fork(sequence))
         for slot, sequence, index in sampled:
-            assert sequence.sampler is not None
-            token = sequence.sampler.sample(self._ctx.ptr, index)
+            picked = self._sample(sequence, index, events)
+            if picked is None:
+                continue
+            token = picked
             sequence.phase = Phase.DECODE
             top = sequence.request.logprobs
             logprob = None
@@ -404,6 +431,36 @@ class Engine:
             events.extend((sequence.sink, e) for e in produced)
             if sequence.phase is Phase.DONE:
                 self._release(sequence)
+
+    def _sample(self, sequence: Sequence, index: int, events: Outbox) -> int | None:
+        """The sequence's next token; None when its grammar ended it (events say why)."""
+        sampler = sequence.sampler
+        assert sampler is not None
+        if not sampler.constrained:
+            return sampler.sample(self._ctx.ptr, index)
+        grammar = sequence.request.grammar
+        param = grammar.param if grammar is not None else "grammar"
+        started = time.perf_counter()
+        try:
+            token = sampler.sample(self._ctx.ptr, index)
+        except NoContinuation:
+            message = (
+                f"the {param} grammar admits no continuation after {sequence.generated} "
+                "tokens: the output so far cannot be completed under this constraint"
+            )
+        else:
+            spent = time.perf_counter() - started
+            limit = self.options.grammar_token_limit
+            sequence.slow_tokens = sequence.slow_tokens + 1 if spent > limit else 0
+            if sequence.slow_tokens < 2:
+                return token
+            message = (
+                f"the {param} grammar took {spent * 1000:.0f} ms for one token, twice in a row "
+                f"over the {limit * 1000:g} ms limit; a simpler schema avoids this"
+            )
+        events.extend((sequence.sink, e) for e in sequence.finish("error", message))
+        self._release(sequence)
+        return None
 
     def _release(self, sequence: Sequence) -> None:
         # The slot keeps its KV (and ``cached`` says exactly what it holds) for prefix reuse.

@@ -81,8 +81,8 @@ class Runtime:
         return cls(model, template, engine, name or source.name)
 
     def close(self) -> None:
-        self.engine.close()
-        self.model.close()
+        if self.engine.close():  # else llama.cpp may still be using the model
+            self.model.close()
 
     def chat_prompt(
         self,

@@ -282,5 +282,6 @@ def tool_call_grammar(tools: Sequence[Tool], choice: ToolChoice) -> Grammar:
     return Grammar(
         f"{rules}root ::= tool-call{more}\n"
         f'tool-call ::= "{OPEN_TAG}\\n" tool-fn "\\n{CLOSE_TAG}"\n'
-        f"tool-fn ::= {' | '.join(f'tool-fn-{i}' for i, _ in chosen)}\n" + "\n".join(calls) + "\n"
+        f"tool-fn ::= {' | '.join(f'tool-fn-{i}' for i, _ in chosen)}\n" + "\n".join(calls) + "\n",
+        param="tool_choice",
     )
