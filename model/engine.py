@@ -9,9 +9,10 @@ that was cancelled, or whose deadline passed ends at the next step. The events o
 go out in one :data:`~model.events.Dispatch` call, which never blocks: the engine never
 waits on a client.
 
-A constrained sequence (a grammar) whose grammar work takes longer than
-``grammar_token_limit`` on two tokens in a row is ended with an error, so that no constraint
-slows every stream for long; one slow token alone (a busy machine) is forgiven. Requests'
+A constrained sequence (a grammar) whose sampling takes more than ``grammar_token_limit``
+seconds of the engine thread's CPU time on two tokens in a row is ended with an error, so
+that no constraint slows every stream for long. CPU time, not wall time: other processes on
+a busy machine do not count against a request, and one slow token alone is forgiven. Requests'
 grammars are bounded before they get here (see :mod:`model.json_schema`); this is the
 defence behind those bounds.
 """
@@ -57,7 +58,7 @@ class EngineOptions:
     max_queue: int = 64
     #: Seconds a paused sequence (its client not reading) keeps its slot before it is dropped.
     stall_timeout: float = 30.0
-    #: Seconds of grammar work one token of a constrained sequence may take (see above).
+    #: CPU seconds sampling one token of a constrained sequence may take (see above).
     grammar_token_limit: float = 0.25
     #: Seconds :meth:`Engine.close` waits for the engine thread.
     close_timeout: float = 10.0
@@ -440,7 +441,7 @@ class Engine:
             return sampler.sample(self._ctx.ptr, index)
         grammar = sequence.request.grammar
         param = grammar.param if grammar is not None else "grammar"
-        started = time.perf_counter()
+        started = time.thread_time()
         try:
             token = sampler.sample(self._ctx.ptr, index)
         except NoContinuation:
@@ -449,7 +450,7 @@ class Engine:
                 "tokens: the output so far cannot be completed under this constraint"
             )
         else:
-            spent = time.perf_counter() - started
+            spent = time.thread_time() - started
             limit = self.options.grammar_token_limit
             sequence.slow_tokens = sequence.slow_tokens + 1 if spent > limit else 0
             if sequence.slow_tokens < 2:
