@@ -109,6 +109,14 @@ class Config:
     log_level: str = _opt("info", "debug, info, warning or error")
     log_json: bool = _opt(False, "write log lines as JSON objects")
 
+    def __post_init__(self) -> None:
+        # Values llama.cpp aborts, crashes or misbehaves on are start-up errors instead.
+        for name, low, high in _RANGES:
+            value = getattr(self, name)
+            if value < low or (high is not None and value > high):
+                bound = f"at least {low}" if high is None else f"{low} to {high}"
+                raise ValueError(f"{name} must be {bound}, not {value}")
+
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> Config:
         """Build from strings, e.g. ``os.environ`` with the ``SLUICE_`` prefix stripped."""
@@ -128,7 +136,6 @@ class Config:
 
     @classmethod
     def from_args(cls, argv: Sequence[str], environ: Mapping[str, str] = os.environ) -> Config:
-        base = cls.from_env(environ)
         parser = argparse.ArgumentParser(prog="sluice", description=__doc__)
         for f in dataclasses.fields(cls):
             flag = "--" + f.name.replace("_", "-")
@@ -140,7 +147,7 @@ class Config:
                 parser.add_argument(flag, metavar=f.name.upper(), help=f.metadata["help"])
         given = {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
         try:
-            return cls._merge(base, given)
+            return cls._merge(cls.from_env(environ), given)
         except ValueError as exc:
             parser.error(str(exc))
 
@@ -151,6 +158,18 @@ class Config:
             k: v if isinstance(v, bool) else _convert(k, defaults[k], v) for k, v in given.items()
         }
         return dataclasses.replace(base, **changes)
+
+
+#: (field, lowest, highest or None): llama.cpp takes at most 256 sequences and 512 threads;
+#: ``ctx_size`` beyond what the model was trained for is refused when it loads.
+_RANGES: tuple[tuple[str, int, int | None], ...] = (
+    ("ctx_size", 0, None),
+    ("slots", 1, 256),
+    ("batch_size", 1, 65536),
+    ("prefill_chunk", 1, None),
+    ("threads", 0, 512),
+    ("max_queue", 0, None),
+)
 
 
 def _convert(name: str, default: Any, raw: str) -> Any:

@@ -26,8 +26,10 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import llama_cpp
+
 from .events import Dispatch, Event, SequenceSink
-from .llama import Batch, LlamaContext, LlamaModel
+from .llama import Batch, LlamaContext, LlamaModel, ModelLoadError
 from .logprobs import token_logprob
 from .params import GenerationRequest
 from .sampling import Candidates, NoContinuation, Sampler
@@ -113,6 +115,19 @@ class Engine:
     """Runs generation requests on one loaded model, many at a time."""
 
     def __init__(self, model: LlamaModel, options: EngineOptions, dispatch: Dispatch) -> None:
+        """Create the context (not the thread: :meth:`start`).
+
+        :raises ~model.llama.ModelLoadError: llama.cpp cannot make the context, or
+            ``ctx_size`` is beyond what the model was trained for (its RoPE scaling counted).
+        """
+        # A context far past training "loads" (the KV cache is only reserved) and fails later.
+        scale = float(llama_cpp.llama_model_rope_freq_scale_train(model.ptr))
+        trained = int(model.n_ctx_train / scale) if 0 < scale <= 1 else model.n_ctx_train
+        if options.ctx_size > trained:
+            raise ModelLoadError(
+                f"a context of {options.ctx_size} tokens per slot is more than the model was "
+                f"trained for ({trained}); use a smaller --ctx-size"
+            )
         self.model = model
         self.options = options
         self._dispatch = dispatch
