@@ -294,9 +294,9 @@ def test_help_lists_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
     ],
 )
 def test_values_llama_cpp_cannot_take_are_refused(name: str, bad: int, good: int) -> None:
-    assert getattr(Config(**{name: good}), name) == good
+    assert getattr(Config.from_mapping({name: str(good)}), name) == good
     with pytest.raises(ValueError, match=f"{name} must be .*, not {bad}"):
-        Config(**{name: bad})
+        Config.from_mapping({name: str(bad)})
     with pytest.raises(ValueError, match=name):
         Config.from_env({f"SLUICE_{name.upper()}": str(bad)})
 
