@@ -389,25 +389,34 @@ def stream_chat(port: int, prompt: str, n_tokens: int, fmt: dict[str, object] | 
     return Run(arrivals[0] - start, int(usage["completion_tokens"]), arrivals[-1] - arrivals[0])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def grammar_cost(args: argparse.Namespace, threads: int) -> None:
     """Milliseconds per generated token with each format, in rounds that run every format
-    once with the same prompt; the grammar's cost is the difference within a round."""
+    once with the same prompt; the grammar's cost is the difference within a round. Wall
+    time, and the server's CPU time (steadier on a shared machine: other processes' load
+    does not count in it; with one thread no spin-waiting does either)."""
     port = free_port()
     process, _ = start_service(args, port, threads, "--slots", "1")
-    rounds: list[dict[str, Run]] = []
+    rounds: list[dict[str, tuple[Run, float]]] = []
     try:
         wait_ready(port)
-        prompt = "List {n} animals of the sea as JSON, each with a name and a description."
+        # Each request its own prompt (a different first word), so none reuses another's KV.
+        prompt = "{tag}: list animals of the sea as JSON, each with a name and a description."
         for fmt in GRAMMAR_FORMATS.values():  # warm-up
-            stream_chat(port, prompt.format(n=0), 8, fmt)
+            stream_chat(port, prompt.format(tag="warm-up"), 8, fmt)
         for n in range(args.runs):
-            text = prompt.format(n=n + 8)
-            rounds.append(
-                {
-                    name: stream_chat(port, text, args.grammar_tokens, fmt)
-                    for name, fmt in GRAMMAR_FORMATS.items()
-                }
-            )
+            this: dict[str, tuple[Run, float]] = {}
+            for k, (name, fmt) in enumerate(GRAMMAR_FORMATS.items()):
+                text = prompt.format(tag=f"Task {n}{k}")
+                before = cpu_seconds(process.pid)
+                run = stream_chat(port, text, args.grammar_tokens, fmt)
+                this[name] = (run, (cpu_seconds(process.pid) - before) * 1000 / run.tokens)
+            rounds.append(this)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait()
@@ -417,17 +426,25 @@ def grammar_cost(args: argparse.Namespace, threads: int) -> None:
 
     print(
         f"\ngrammar cost, {threads} thread(s), greedy, up to {args.grammar_tokens} tokens "
-        f"x {args.runs} rounds"
+        f"x {args.runs} rounds (medians; added and ratio within each round)"
     )
-    print(f"{'format':>14}{'tokens':>8}{'ms/token':>10}{'added ms/token':>16}{'ratio':>8}")
+    print(
+        f"{'format':>14}{'tokens':>8}{'ms/token':>10}{'added':>8}{'ratio':>7}"
+        f"{'CPU ms/token':>14}{'added':>8}{'ratio':>7}"
+    )
     for name in GRAMMAR_FORMATS:
-        runs = [r[name] for r in rounds]
-        added = [ms_per_token(r[name]) - ms_per_token(r["unconstrained"]) for r in rounds]
-        ratio = [ms_per_token(r[name]) / ms_per_token(r["unconstrained"]) for r in rounds]
+        wall = [ms_per_token(r[name][0]) for r in rounds]
+        free = [ms_per_token(r["unconstrained"][0]) for r in rounds]
+        cpu = [r[name][1] for r in rounds]
+        cpu_free = [r["unconstrained"][1] for r in rounds]
         print(
-            f"{name:>14}{statistics.median(r.tokens for r in runs):>8.0f}"
-            f"{statistics.median(ms_per_token(r) for r in runs):>10.2f}"
-            f"{statistics.median(added):>16.2f}{statistics.median(ratio):>8.2f}"
+            f"{name:>14}{statistics.median(r[name][0].tokens for r in rounds):>8.0f}"
+            f"{statistics.median(wall):>10.2f}"
+            f"{statistics.median(w - f for w, f in zip(wall, free, strict=True)):>8.2f}"
+            f"{statistics.median(w / f for w, f in zip(wall, free, strict=True)):>7.2f}"
+            f"{statistics.median(cpu):>14.2f}"
+            f"{statistics.median(c - f for c, f in zip(cpu, cpu_free, strict=True)):>8.2f}"
+            f"{statistics.median(c / f for c, f in zip(cpu, cpu_free, strict=True)):>7.2f}"
         )
 
 
