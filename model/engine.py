@@ -9,12 +9,9 @@ that was cancelled, or whose deadline passed ends at the next step. The events o
 go out in one :data:`~model.events.Dispatch` call, which never blocks: the engine never
 waits on a client.
 
-A constrained sequence (a grammar) whose sampling takes more than ``grammar_token_limit``
-seconds of the engine thread's CPU time on two tokens in a row is ended with an error, so
-that no constraint slows every stream for long. CPU time, not wall time: other processes on
-a busy machine do not count against a request, and one slow token alone is forgiven. Requests'
-grammars are bounded before they get here (see :mod:`model.json_schema`); this is the
-defence behind those bounds.
+A sequence whose grammar cannot go on (no token fits, or its grammar work passed
+``grammar_token_limit``; see :mod:`model.sampling`) ends with an error naming the constraint,
+and every other sequence goes on.
 """
 
 from __future__ import annotations
@@ -32,7 +29,7 @@ from .events import Dispatch, Event, SequenceSink
 from .llama import Batch, LlamaContext, LlamaModel, ModelLoadError
 from .logprobs import token_logprob
 from .params import GenerationRequest
-from .sampling import Candidates, NoContinuation, Sampler
+from .sampling import Candidates, ConstraintFailed, Sampler
 from .sequence import Phase, Sequence, SequenceHandle
 
 __all__ = ["Engine", "EngineOptions", "EngineStats", "QueueFull"]
@@ -60,7 +57,7 @@ class EngineOptions:
     max_queue: int = 64
     #: Seconds a paused sequence (its client not reading) keeps its slot before it is dropped.
     stall_timeout: float = 30.0
-    #: CPU seconds sampling one token of a constrained sequence may take (see above).
+    #: CPU seconds sampling one token of a constrained sequence may take (twice in a row).
     grammar_token_limit: float = 0.25
     #: Seconds :meth:`Engine.close` waits for the engine thread.
     close_timeout: float = 10.0
@@ -365,6 +362,7 @@ class Engine:
             choice=sequence.index,
             history=request.prompt,
             candidates=self._candidates,
+            grammar_token_limit=self.options.grammar_token_limit,
         )
         sequence.phase = phase
 
@@ -450,30 +448,12 @@ class Engine:
 
     def _sample(self, sequence: Sequence, index: int, events: Outbox) -> int | None:
         """The sequence's next token; None when its grammar ended it (events say why)."""
-        sampler = sequence.sampler
-        assert sampler is not None
-        if not sampler.constrained:
-            return sampler.sample(self._ctx.ptr, index)
-        grammar = sequence.request.grammar
-        param = grammar.param if grammar is not None else "grammar"
-        started = time.thread_time()
+        assert sequence.sampler is not None
         try:
-            token = sampler.sample(self._ctx.ptr, index)
-        except NoContinuation:
-            message = (
-                f"the {param} grammar admits no continuation after {sequence.generated} "
-                "tokens: the output so far cannot be completed under this constraint"
-            )
-        else:
-            spent = time.thread_time() - started
-            limit = self.options.grammar_token_limit
-            sequence.slow_tokens = sequence.slow_tokens + 1 if spent > limit else 0
-            if sequence.slow_tokens < 2:
-                return token
-            message = (
-                f"the {param} grammar took {spent * 1000:.0f} ms for one token, twice in a row "
-                f"over the {limit * 1000:g} ms limit; a simpler schema avoids this"
-            )
+            return sequence.sampler.sample(self._ctx.ptr, index)
+        except ConstraintFailed as exc:
+            grammar = sequence.request.grammar
+            message = f"the {grammar.param if grammar else 'request'} grammar {exc}"
         events.extend((sequence.sink, e) for e in sequence.finish("error", message))
         self._release(sequence)
         return None

@@ -9,6 +9,12 @@ the grammar rejects it applies the grammar to the whole vocabulary and samples a
 the embedded model the whole-vocabulary pass costs 10 ms of CPU or more, the check about a
 tenth of a millisecond). A token is accepted into the grammar only once the grammar is known
 to allow it; when it allows nothing, :class:`NoContinuation` ends that one sequence.
+
+Constraints are bounded before they get here (see :mod:`model.json_schema`); behind those
+bounds, a constrained sampler measures its own work in CPU time of the calling thread (so other
+processes on a busy machine do not count against a request) and raises
+:class:`GrammarTooSlow` when a token took longer than its limit twice in a row (one slow token
+alone is forgiven), so that no constraint slows every stream for long.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import ctypes
 import math
 import secrets
+import time
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
@@ -25,7 +32,14 @@ import numpy.typing as npt
 
 from .params import Grammar, SamplingParams
 
-__all__ = ["Candidates", "NoContinuation", "Sampler", "Vocabulary"]
+__all__ = [
+    "Candidates",
+    "ConstraintFailed",
+    "GrammarTooSlow",
+    "NoContinuation",
+    "Sampler",
+    "Vocabulary",
+]
 
 #: ``llama_token_data`` as numpy sees it: token id, logit, probability.
 _TOKEN_DATA: Final = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
@@ -41,8 +55,16 @@ class Vocabulary(Protocol):
     def vocab(self) -> Any: ...
 
 
-class NoContinuation(Exception):
-    """The grammar allows no token here: the sequence cannot go on under its constraint."""
+class ConstraintFailed(Exception):
+    """The sequence cannot go on under its grammar; the message completes "the grammar ..."."""
+
+
+class NoContinuation(ConstraintFailed):
+    """The grammar allows no token here."""
+
+
+class GrammarTooSlow(ConstraintFailed):
+    """Sampling under the grammar took longer than its limit, twice in a row."""
 
 
 class Candidates:
@@ -104,10 +126,15 @@ class Sampler:
         choice: int = 0,
         history: Sequence[int] = (),
         candidates: Candidates | None = None,
+        grammar_token_limit: float = math.inf,
     ) -> None:
         n_vocab = vocab.n_vocab
         self._grammar: Any = None
         self._candidates = candidates
+        #: CPU seconds one constrained token may take (see the module notes).
+        self._limit = grammar_token_limit
+        self._slow = 0
+        self._accepted = 0
         chain: Any = llama_cpp.llama_sampler_chain_init(
             llama_cpp.llama_sampler_chain_default_params()
         )
@@ -163,9 +190,11 @@ class Sampler:
         """Pick (and accept) the next token from the logits at batch position ``index``.
 
         :raises NoContinuation: the grammar allows no token at all here.
+        :raises GrammarTooSlow: this token and the one before each took longer than the limit.
         """
         if self._grammar is None:
             return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
+        started = time.thread_time()
         candidates = self._candidates
         assert candidates is not None
         candidates.load(ctx, index)
@@ -175,6 +204,14 @@ class Sampler:
             token = self._resample(ctx, index, candidates)
         llama_cpp.llama_sampler_accept(self._grammar, token)
         llama_cpp.llama_sampler_accept(self._chain, token)
+        self._accepted += 1
+        spent = time.thread_time() - started
+        self._slow = self._slow + 1 if spent > self._limit else 0
+        if self._slow >= 2:
+            raise GrammarTooSlow(
+                f"took {spent * 1000:.0f} ms for one token, twice in a row over the "
+                f"{self._limit * 1000:g} ms limit; a simpler schema avoids this"
+            )
         return token
 
     def _resample(self, ctx: Any, index: int, candidates: Candidates) -> int:
@@ -185,12 +222,18 @@ class Sampler:
         # Still in id order here; -inf is a rejection, NaN (a broken logit) is refused too.
         allowed = np.isfinite(candidates.view["logit"])
         if not allowed.any():
-            raise NoContinuation("no token can continue the output under the grammar")
+            raise NoContinuation(self._stuck("it allows no token"))
         llama_cpp.llama_sampler_apply(self._chain, candidates.ref)
         token = candidates.selected()
         if not 0 <= token < candidates.n_vocab or not allowed[token]:
-            raise NoContinuation("no token the grammar allows survived sampling")
+            raise NoContinuation(self._stuck("no token it allows survived sampling"))
         return token
+
+    def _stuck(self, why: str) -> str:
+        return (
+            f"admits no continuation after {self._accepted} tokens ({why}): the output so far "
+            "cannot be completed under this constraint"
+        )
 
     def close(self) -> None:
         if self._chain is not None:

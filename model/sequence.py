@@ -131,8 +131,6 @@ class Sequence:
         self.order = 0
         #: Engine clock when its consumer stopped accepting; None while it reads.
         self.paused_since: float | None = None
-        #: Consecutive tokens whose grammar work took longer than the engine allows.
-        self.slow_tokens = 0
         self._detokenizer = Detokenizer(pieces.piece)
         self._stop = StopMatcher(request.stop)
         self._logprobs = _LogprobAligner(pieces) if request.logprobs is not None else None
