@@ -8,6 +8,10 @@ first-served queue for a free slot. A sequence whose consumer is not accepting i
 that was cancelled, or whose deadline passed ends at the next step. The events of a step
 go out in one :data:`~model.events.Dispatch` call, which never blocks: the engine never
 waits on a client.
+
+A sequence whose grammar cannot go on (no token fits, or its grammar work passed
+``grammar_token_limit``; see :mod:`model.sampling`) ends with an error naming the constraint,
+and every other sequence goes on.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import llama_cpp
+
 from .errors import CapacityExceeded
 from .events import Dispatch, Event, SequenceSink
-from .llama import Batch, LlamaContext, LlamaModel
+from .llama import Batch, LlamaContext, LlamaModel, ModelLoadError
 from .logprobs import token_logprob
 from .params import GenerationRequest
-from .sampling import Sampler
+from .sampling import Candidates, ConstraintFailed, Sampler
 from .sequence import Phase, Sequence
 
 __all__ = ["Engine", "EngineOptions", "EngineStats", "QueueFull"]
@@ -52,6 +58,10 @@ class EngineOptions:
     max_queue: int = 64
     #: Seconds a paused sequence (its client not reading) keeps its slot before it is dropped.
     stall_timeout: float = 30.0
+    #: CPU seconds sampling one token of a constrained sequence may take (twice in a row).
+    grammar_token_limit: float = 0.25
+    #: Seconds :meth:`Engine.close` waits for the engine thread.
+    close_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +113,19 @@ class Engine:
     """Runs generation requests on one loaded model, many at a time."""
 
     def __init__(self, model: LlamaModel, options: EngineOptions, dispatch: Dispatch) -> None:
+        """Create the context (not the thread: :meth:`start`).
+
+        :raises ~model.llama.ModelLoadError: llama.cpp cannot make the context, or
+            ``ctx_size`` is beyond what the model was trained for (its RoPE scaling counted).
+        """
+        # A context far past training "loads" (the KV cache is only reserved) and fails later.
+        scale = float(llama_cpp.llama_model_rope_freq_scale_train(model.ptr))
+        trained = int(model.n_ctx_train / scale) if 0 < scale <= 1 else model.n_ctx_train
+        if options.ctx_size > trained:
+            raise ModelLoadError(
+                f"a context of {options.ctx_size} tokens per slot is more than the model was "
+                f"trained for ({trained}); use a smaller --ctx-size"
+            )
         self.model = model
         self.options = options
         self._dispatch = dispatch
@@ -115,6 +138,7 @@ class Engine:
         )
         self.ctx_size = self._ctx.n_ctx_seq
         self._batch = Batch(options.batch_size)
+        self._candidates = Candidates(model.n_vocab)
         self._slots = [_Slot(i) for i in range(options.slots)]
         self._queue: deque[Sequence] = deque()
         self._cond = threading.Condition()
@@ -133,15 +157,28 @@ class Engine:
     def start(self) -> None:
         self._thread.start()
 
-    def close(self) -> None:
-        """Stop the thread; sequences still running end with ``cancelled``."""
+    def close(self) -> bool:
+        """Stop the thread; sequences still running end with ``cancelled``.
+
+        Waits ``options.close_timeout`` seconds at most. Returns False when the thread is
+        still busy inside llama.cpp then: its native memory is left to the exiting process
+        (freeing it under a running call would crash), and so must the model's be.
+        """
         with self._cond:
             self._stopping = True
             self._cond.notify()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(self.options.close_timeout)
+            if self._thread.is_alive():
+                _log.error(
+                    "the engine thread is still inside llama.cpp after %gs; "
+                    "leaving its memory to the exiting process",
+                    self.options.close_timeout,
+                )
+                return False
         self._batch.close()
         self._ctx.close()
+        return True
 
     def submit(self, request: GenerationRequest, sink: SequenceSink) -> None:
         """Queue a request; events go to ``sink`` through the engine's dispatch, and the
@@ -324,6 +361,8 @@ class Engine:
             request.grammar,
             choice=sequence.index,
             history=request.prompt,
+            candidates=self._candidates,
+            grammar_token_limit=self.options.grammar_token_limit,
         )
         sequence.phase = phase
 
@@ -390,8 +429,10 @@ class Engine:
                 # The other choices sample their first token from these same logits.
                 sampled.extend((self._slots[f.slot], f, index) for f in self._fork(sequence))
         for slot, sequence, index in sampled:
-            assert sequence.sampler is not None
-            token = sequence.sampler.sample(self._ctx.ptr, index)
+            picked = self._sample(sequence, index, events)
+            if picked is None:
+                continue
+            token = picked
             sequence.phase = Phase.DECODE
             top = sequence.request.logprobs
             logprob = None
@@ -404,6 +445,18 @@ class Engine:
             events.extend((sequence.sink, e) for e in produced)
             if sequence.phase is Phase.DONE:
                 self._release(sequence)
+
+    def _sample(self, sequence: Sequence, index: int, events: Outbox) -> int | None:
+        """The sequence's next token; None when its grammar ended it (events say why)."""
+        assert sequence.sampler is not None
+        try:
+            return sequence.sampler.sample(self._ctx.ptr, index)
+        except ConstraintFailed as exc:
+            grammar = sequence.request.grammar
+            message = f"the {grammar.param if grammar else 'request'} grammar {exc}"
+        events.extend((sequence.sink, e) for e in sequence.finish("error", message))
+        self._release(sequence)
+        return None
 
     def _release(self, sequence: Sequence) -> None:
         # The slot keeps its KV (and ``cached`` says exactly what it holds) for prefix reuse.

@@ -7,7 +7,10 @@ converter (``llama_cpp.llama_grammar``) with three fixes, in a subclass:
 - literals (enum values, consts, property names) holding ``"``, ``\\`` or escapes are written
   as valid GBNF for the JSON text; the converter writes them broken or unescaped;
 - each ``$ref`` gets its own rule; the converter reuses any existing rule of the same name;
-- a string character excludes raw control characters, which JSON forbids.
+- a string character excludes raw control characters, which JSON forbids;
+- a ``pattern`` becomes the rules of a deterministic automaton (:mod:`model.automaton`);
+- an ``enum`` is written as a trie of its values' JSON texts, so that values sharing a prefix
+  hold one parse stack, not one each, while it is read.
 
 Whitespace is bounded so a model cannot run away in it: at most one space after each token in
 schema grammars (the converter's rule); in the ``json_object`` grammar, a space, or a newline
@@ -17,21 +20,25 @@ and up to 20 indentation characters, between tokens and before the object.
 from __future__ import annotations
 
 import functools
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from .automaton import Automaton
 from .errors import InvalidInput
-from .json_schema import SAFE_STRING_CHAR, SchemaError, normalize_schema
+from .json_schema import SAFE_STRING_CHAR, SchemaError, literal_trie, normalize_schema
 from .params import Grammar
 
 __all__ = [
     "Grammar",
     "GrammarError",
     "check_grammar",
+    "gbnf_literal",
     "json_object_grammar",
     "json_schema_grammar",
     "json_schema_rules",
+    "trie_rules",
 ]
 
 _RULE_NAME: Final = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
@@ -97,6 +104,43 @@ def check_grammar(grammar: Grammar, vocab: Any) -> None:
     llama_cpp.llama_sampler_free(sampler)
 
 
+def gbnf_literal(text: str) -> str:
+    """``text`` as a GBNF string literal."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r") + '"'
+
+
+def trie_rules(entries: Mapping[str, str], claim: Callable[[], str]) -> list[tuple[str, str]]:
+    """GBNF rules for "one of the texts of ``entries``, then its continuation" (a GBNF
+    fragment; empty for none), written as a trie: texts sharing a prefix share its parse.
+
+    Returns ``(name, body)`` pairs, the first the entry rule; ``claim`` gives a new rule name
+    each call.
+    """
+    first = claim()
+    rules: list[tuple[str, str]] = []
+    todo = [(literal_trie(entries), first)]
+    while todo:  # iterative: a thousand nested prefixes must not recurse a thousand deep
+        node, name = todo.pop()
+        options = []
+        for key, child in node.items():
+            if key == "":
+                options.append(entries[child] or '""')
+                continue
+            chain = key
+            while len(child) == 1 and "" not in child:
+                ((key, child),) = child.items()
+                chain += key
+            if len(child) == 1:  # nothing but the end of one text
+                options.append(f"{gbnf_literal(chain)} {entries[child['']]}".rstrip())
+            else:
+                sub = claim()
+                options.append(f"{gbnf_literal(chain)} {sub}")
+                todo.append((child, sub))
+        rules.append((name, " | ".join(options)))
+    return rules
+
+
 def _schema_rules(schemas: Mapping[str, Mapping[str, Any]], *, strict: bool) -> str:
     refs: dict[str, Any] = {}
     tops: dict[str, Any] = {}
@@ -131,8 +175,30 @@ def _converter_class() -> Any:
             self._ref_rules: dict[str, str] = {}
 
         def _format_literal(self, literal: str) -> str:
-            escaped = literal.replace("\\", "\\\\").replace('"', '\\"')
-            return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r") + '"'
+            return gbnf_literal(literal)
+
+        def visit(self, schema: Any, name: str) -> Any:
+            if isinstance(schema, dict) and schema.keys() == {"enum"}:
+                rule = name + "-" if name in lg.RESERVED_NAMES else name or "root"
+                entries = {json.dumps(value): "" for value in schema["enum"]}
+                rules = trie_rules(entries, self._claimer(rule))
+                for key, body in rules:
+                    self._rules[key] = body
+                return rules[0][0]
+            return super().visit(schema, name)
+
+        def _visit_pattern(self, pattern: Automaton, name: str) -> str:
+            claim = self._claimer(f"{name}-q")
+            names = ["" if pattern.final(s) else claim() for s in range(len(pattern.moves))]
+            for state, body in enumerate(pattern.rules(names)):
+                if names[state]:
+                    self._rules[names[state]] = body
+            entry = f"{names[0]} " if names[0] else ""
+            return str(self._add_rule(name, f'"\\"" {entry}"\\"" space'))
+
+        def _claimer(self, base: str) -> Callable[[], str]:
+            # A placeholder equal to nothing makes _add_rule pick a name no rule has yet.
+            return lambda: str(self._add_rule(base, object()))
 
         def _resolve_ref(self, ref: str) -> str:
             rule = self._ref_rules.get(ref)

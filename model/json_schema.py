@@ -6,9 +6,10 @@ JSON Schema, on purpose:
 - Refused (:class:`SchemaError`, a 400 naming keyword and place): ``not``, ``if``/``then``/
   ``else``, ``patternProperties``, ``propertyNames``, ``dependentSchemas``, ``dependencies``,
   ``unevaluated*``, ``contains``, dynamic refs, refs outside the schema (anything but ``#...``),
-  ``allOf`` parts (or siblings of ``anyOf``/``$ref``) that disagree, regex features outside a
-  safe subset (lookaround, backreferences, ``"``, ``\\``, escapes other than ``\\d \\w \\s``
-  and punctuation), nesting deeper than 32, more than 10000 subschemas or 1000 enum values.
+  ``allOf`` parts (or siblings of ``anyOf``/``$ref``) that disagree, ``pattern``s that are
+  malformed, outside the subset :mod:`model.pattern` lists, or too costly to enforce (see
+  :mod:`model.automaton`), nesting deeper than 32, more than 10000 subschemas or 1000 enum
+  values, and more than :data:`MAX_BRANCHES` alternatives open at once (see below).
 - Accepted, not enforced: ``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``,
   ``multipleOf``, ``uniqueItems``, ``minProperties``, ``maxProperties``, ``format`` other than
   ``date``, ``time``, ``date-time`` and ``uuid``, ``maxLength``/``maxItems`` above 1000.
@@ -18,18 +19,34 @@ JSON Schema, on purpose:
   lengths beside a ``pattern`` are dropped.
 - ``strict`` adds OpenAI's Structured Outputs rules: an object at the root, and every object
   with ``additionalProperties: false`` and all its properties in ``required``.
+
+Alternatives open at once: llama.cpp's grammar keeps a parse stack for every alternative that
+still fits the output so far, and its pass over the whole vocabulary (needed whenever the
+model's own choice does not fit) costs about half a millisecond per stack on a small CPU, in
+the step every stream shares. So a schema may hold at most :data:`MAX_BRANCHES` open together:
+an ``anyOf`` counts the sum of its branches, an object its optional properties plus one, an
+``enum`` the most characters that can follow a common prefix of its values (they are written
+as a trie), a ``$ref`` what it points to (a recursive one counts 1; the engine's per-token
+bound covers what recursion adds).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from .automaton import compile_pattern
 from .errors import InvalidInput
+from .pattern import PatternError
 
-__all__ = ["SAFE_STRING_CHAR", "SchemaError", "normalize_schema"]
+__all__ = ["MAX_BRANCHES", "SAFE_STRING_CHAR", "SchemaError", "literal_trie", "normalize_schema"]
+
+#: Alternatives a schema may hold open at once (see the notes). Measured with the embedded
+#: model on the 2-core CI machine: a whole-vocabulary grammar pass costs at most 65 ms of CPU
+#: at this limit (an anyOf of 64 objects sharing their first key), 15 ms for json_object.
+MAX_BRANCHES: Final = 64
 
 _MAX_DEPTH: Final = 32
 _MAX_NODES: Final = 10_000
@@ -59,7 +76,6 @@ _ANY: Final = ("object", "array", "string", "number", "boolean", "null")
 _FORMATS: Final = re.compile(r"date|time|date-time|uuid[1-5]?")
 #: A JSON string character that needs no escape, as a GBNF (and regex) character class.
 SAFE_STRING_CHAR: Final = r'[^"\\\x7F\x00-\x1F]'
-_CLASS_ESCAPES: Final = {"d": "0-9", "w": "a-zA-Z0-9_", "s": " "}
 
 
 class SchemaError(InvalidInput):
@@ -94,6 +110,9 @@ class _Normalizer:
         self._nodes = 0
         self._literals = 0
         self._literal_chars = 0
+        #: id(normalized node) -> (node, alternatives it holds open); the node keeps the id.
+        self._widths: dict[int, tuple[Mapping[str, Any], int]] = {}
+        self._measuring: set[str] = set()
 
     def schema(self, node: Any, path: str, depth: int) -> dict[str, Any]:
         if depth > _MAX_DEPTH:
@@ -122,7 +141,7 @@ class _Normalizer:
             key = "anyOf" if "anyOf" in node else "oneOf"
             rest = {k: v for k, v in node.items() if k != key}
             options = _array(node[key], f"{path}/{key}")
-            return {
+            union = {
                 "anyOf": [
                     self.schema(
                         self._merge(rest, opt, path) if rest else opt,
@@ -132,16 +151,17 @@ class _Normalizer:
                     for i, opt in enumerate(options)
                 ]
             }
+            return self._bounded(union, f"{path}/{key}")
         if "const" in node or "enum" in node:
             values = [node["const"]] if "const" in node else _array(node["enum"], f"{path}/enum")
             self._literals += len(values)
             self._literal_chars += sum(len(json.dumps(value)) for value in values)
             if self._literals > _MAX_LITERALS or self._literal_chars > _MAX_LITERAL_CHARS:
                 raise SchemaError(f"the schema's enum and const values exceed {_MAX_LITERALS}")
-            return {"enum": values}
+            return self._bounded({"enum": values}, f"{path}/enum" if "enum" in node else path)
         types = self._types(node, path)
         typed = [self._typed(node, t, path, depth) for t in types]
-        return typed[0] if len(typed) == 1 else {"anyOf": typed}
+        return typed[0] if len(typed) == 1 else self._bounded({"anyOf": typed}, f"{path}/type")
 
     def _types(self, node: Mapping[str, Any], path: str) -> list[str]:
         declared = node.get("type")
@@ -163,7 +183,14 @@ class _Normalizer:
         if type_ != "string":
             return {"type": type_}
         if "pattern" in node:
-            return {"type": "string", "pattern": _pattern(node["pattern"], f"{path}/pattern")}
+            pattern = node["pattern"]
+            if not isinstance(pattern, str):
+                raise SchemaError(f"{path}/pattern must be a string")
+            try:
+                automaton = compile_pattern(pattern, f"{path}/pattern")
+            except PatternError as exc:
+                raise SchemaError(str(exc)) from None
+            return {"type": "string", "pattern": automaton}
         if isinstance(node.get("format"), str) and _FORMATS.fullmatch(node["format"]):
             return {"type": "string", "format": node["format"]}
         return {"type": "string", **_bounds(node, "minLength", "maxLength", path)}
@@ -201,7 +228,7 @@ class _Normalizer:
             out["additionalProperties"] = self.schema(
                 extra, f"{path}/additionalProperties", depth + 1
             )
-        return out
+        return self._bounded(out, path)
 
     def _array(self, node: Mapping[str, Any], path: str, depth: int) -> dict[str, Any]:
         items, tuple_ = node.get("items"), node.get("prefixItems")
@@ -222,6 +249,48 @@ class _Normalizer:
             return {"type": "array"}
         item = _any() if items in (None, True) else self.schema(items, f"{path}/items", depth + 1)
         return {"type": "array", "items": item, **bounds}
+
+    def _bounded(self, node: dict[str, Any], path: str) -> dict[str, Any]:
+        """``node``, once its alternatives open at once are known to be within the bound."""
+        width = self._width(node)
+        if width > MAX_BRANCHES:
+            raise SchemaError(
+                f"{path} holds up to {width} alternatives open at once; more than "
+                f"{MAX_BRANCHES} would slow every stream on this server (fewer anyOf "
+                "branches or optional properties, or enum values that differ sooner)"
+            )
+        return node
+
+    def _width(self, node: Mapping[str, Any]) -> int:
+        """Alternatives ``node`` (normalized) can hold open at once, as the notes count them."""
+        known = self._widths.get(id(node))
+        if known is not None:
+            return known[1]
+        if "$ref" in node:
+            ref = node["$ref"]
+            if ref in self._measuring or ref not in self._refs:
+                return 1  # a recursion, or a target still being normalized
+            self._measuring.add(ref)
+            width = self._width(self._refs[ref])
+            self._measuring.discard(ref)
+        elif "anyOf" in node:
+            width = sum(self._width(option) for option in node["anyOf"])
+        elif "enum" in node:
+            width = _trie_width(json.dumps(value) for value in node["enum"])
+        elif node.get("type") == "object":
+            props = node.get("properties", {})
+            required = set(node.get("required", ()))
+            extra = node.get("additionalProperties")
+            children = [*props.values(), *([extra] if isinstance(extra, Mapping) else [])]
+            opened = 1 + sum(name not in required for name in props) + isinstance(extra, Mapping)
+            width = max([opened, *(self._width(child) for child in children)])
+        elif node.get("type") == "array":
+            children = [*node.get("prefixItems", ()), *([node["items"]] if "items" in node else [])]
+            width = max([1, *(self._width(child) for child in children)])
+        else:
+            width = 1
+        self._widths[id(node)] = (node, width)
+        return width
 
     def _ref(self, node: Mapping[str, Any], path: str, depth: int) -> dict[str, Any]:
         ref = node["$ref"]
@@ -302,55 +371,22 @@ def _bounds(node: Mapping[str, Any], low_key: str, high_key: str, path: str) -> 
     return bounds | ({high_key: high} if high is not None and high <= _MAX_REPEAT else {})
 
 
-def _pattern(pattern: Any, path: str) -> str:
-    # Rewrites a regex into the subset the converter turns into GBNF that stays inside a JSON
-    # string: escapes become classes, '.' and negated classes exclude '"', '\' and controls.
-    if not isinstance(pattern, str):
-        raise SchemaError(f"{path} must be a string")
-    body = pattern
-    anchored_start, anchored_end = (
-        body.startswith("^"),
-        body.endswith("$") and not body.endswith("\\$"),
-    )
-    body = body[1 if anchored_start else 0 : -1 if anchored_end else None]
-    out: list[str] = []
-    in_class = False
-    i = 0
-    while i < len(body):
-        c = body[i]
-        i += 1
-        if c == "\\" and i < len(body):
-            e = body[i]
-            i += 1
-            if e in _CLASS_ESCAPES:
-                out.append(_CLASS_ESCAPES[e] if in_class else f"[{_CLASS_ESCAPES[e]}]")
-            elif e.isascii() and not e.isalnum() and e.isprintable() and e not in '"\\':
-                out.append(f"\\x{ord(e):02X}" if in_class else f"[\\x{ord(e):02X}]")
-            else:
-                raise SchemaError(f"the escape '\\{e}' in the pattern at {path} cannot be enforced")
-        elif c in '"\\\x7f' or c < " " or (not in_class and c in "^$"):
-            raise SchemaError(f"{c!r} in the pattern at {path} cannot be enforced")
-        elif in_class:
-            in_class = c != "]"
-            out.append(c)
-        elif c == "[":
-            in_class = True
-            negated = body.startswith("^", i)
-            i += negated
-            out.append(SAFE_STRING_CHAR[:-1] if negated else "[")
-        elif c == ".":
-            out.append(SAFE_STRING_CHAR)
-        elif c == "(" and body.startswith("?", i):
-            if not body.startswith("?:", i):
-                raise SchemaError(f"lookaround in the pattern at {path} cannot be enforced")
-            out.append("(")
-            i += 2
-        else:
-            out.append(c)
-    rewritten = "".join(out)
-    counts = re.findall(r"\{(\d*)(?:,(\d*))?\}", rewritten)
-    if in_class or any(n and int(n) > _MAX_REPEAT for pair in counts for n in pair):
-        raise SchemaError(f"the pattern at {path} cannot be enforced")
-    head = "" if anchored_start else f"{SAFE_STRING_CHAR}*"
-    tail = "" if anchored_end else f"{SAFE_STRING_CHAR}*"
-    return f"^{head}({rewritten}){tail}$"
+def literal_trie(texts: Iterable[str]) -> dict[str, Any]:
+    """The texts as a trie of characters: a key ``""`` marks where a text ends, its value is
+    that text; every other key is one character, its value the subtrie after it."""
+    root: dict[str, Any] = {}
+    for text in texts:
+        node = root
+        for char in text:
+            node = node.setdefault(char, {})
+        node[""] = text
+    return root
+
+
+def _trie_width(texts: Iterable[str]) -> int:
+    widest, todo = 1, [literal_trie(texts)]
+    while todo:
+        node = todo.pop()
+        widest = max(widest, len(node))
+        todo.extend(child for key, child in node.items() if key)
+    return widest

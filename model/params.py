@@ -46,6 +46,8 @@ class Grammar:
 
     text: str
     root: str = "root"
+    #: The request parameter that asked for it, named when it ends a sequence early.
+    param: str = "response_format"
 
 
 @dataclass(frozen=True, slots=True)

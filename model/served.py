@@ -81,8 +81,8 @@ class ServedModel:
         return cls(model, template, engine, name or source.name)
 
     def close(self) -> None:
-        self.engine.close()
-        self.model.close()
+        if self.engine.close():  # else llama.cpp may still be using the model
+            self.model.close()
 
     @property
     def ctx_size(self) -> int:

@@ -21,6 +21,7 @@ named function exactly one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from .errors import InvalidInput
-from .grammar import Grammar, GrammarError, json_schema_grammar, json_schema_rules
+from .grammar import Grammar, GrammarError, json_schema_grammar, json_schema_rules, trie_rules
 from .tool_calls import CLOSE_TAG, OPEN_TAG
 
 __all__ = [
@@ -271,10 +272,13 @@ def tool_call_grammar(tools: Sequence[Tool], choice: ToolChoice) -> Grammar:
             at = f"tools[{i}].function.parameters"
             raise ToolError(f"{at} cannot be enforced: {exc}", at) from exc
     rules = json_schema_rules({f"tool-args-{i}": tool.parameters for i, tool in chosen})
-    calls = [
-        f'tool-fn-{i} ::= "{{\\"name\\": \\"{tool.name}\\", \\"arguments\\": " tool-args-{i} "}}"'
-        for i, tool in chosen
-    ]
+    # The calls' openings as a trie: a hundred tools hold one parse stack, not a hundred,
+    # through '{"name": "' and the names' shared prefixes.
+    names = itertools.chain(["tool-fn"], (f"tool-fn-{k}" for k in itertools.count()))
+    calls = trie_rules(
+        {f'{{"name": "{tool.name}", "arguments": ': f'tool-args-{i} "}}"' for i, tool in chosen},
+        lambda: next(names),
+    )
     more = (
         f' ("\\n" tool-call){{0,{_MAX_FORCED_CALLS - 1}}}'
         if choice.function is None and choice.parallel
@@ -283,5 +287,6 @@ def tool_call_grammar(tools: Sequence[Tool], choice: ToolChoice) -> Grammar:
     return Grammar(
         f"{rules}root ::= tool-call{more}\n"
         f'tool-call ::= "{OPEN_TAG}\\n" tool-fn "\\n{CLOSE_TAG}"\n'
-        f"tool-fn ::= {' | '.join(f'tool-fn-{i}' for i, _ in chosen)}\n" + "\n".join(calls) + "\n"
+        + "".join(f"{name} ::= {body}\n" for name, body in calls),
+        param="tool_choice",
     )

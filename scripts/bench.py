@@ -4,9 +4,13 @@
   context size: the physical limit of this machine;
 * server: ``python service.py`` as deployed, one streamed /v1/completions at a time over HTTP;
 * cold start: launching the service to the first streamed token of the embedded model;
-* encode: what the wire costs per token chunk without any engine or socket: an API
-  adapter's encoder turning one engine Delta into documents, and the SSE transport framing
-  them (``scripts/bench --only encode``).
+    parser.add_argument(
+        "--encode-chunks", type=int, default=100_000, help="token chunks per encode run"
+    )
+    parser.add_argument("--grammar-tokens", type=int, default=128)
+    parser.add_argument(
+        "--only", choices=["single", "sweep", "grammar", "encode"], help="run one part only"
+    )
 
 Runs alternate raw / server with a fresh prompt each time (so no prefix cache helps either
 side) and report medians. Timings are wall clock: compare ratios, not absolute figures.
@@ -330,6 +334,127 @@ def sweep(args: argparse.Namespace, threads: int) -> None:
             process.wait()
 
 
+#: Long enough output for a per-token figure: at least eight items of two strings each.
+GRAMMAR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "items": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
+                "required": ["name", "description"],
+            },
+            "minItems": 8,
+        }
+    },
+    "required": ["items"],
+}
+GRAMMAR_FORMATS: dict[str, dict[str, object] | None] = {
+    "unconstrained": None,
+    "json_object": {"type": "json_object"},
+    "json_schema": {
+        "type": "json_schema",
+        "json_schema": {"name": "list", "schema": GRAMMAR_SCHEMA},
+    },
+}
+
+
+def stream_chat(port: int, prompt: str, n_tokens: int, fmt: dict[str, object] | None) -> Run:
+    """One streamed chat completion (greedy), timed per content frame like stream_completion."""
+    body: dict[str, object] = {
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": n_tokens,
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    if fmt is not None:
+        body["response_format"] = fmt
+    data = json.dumps(body).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        f"content-type: application/json\r\ncontent-length: {len(data)}\r\n"
+        "connection: close\r\n\r\n"
+    ).encode()
+    arrivals: list[float] = []
+    buffer = b""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        start = time.perf_counter()
+        sock.sendall(head + data)
+        while not buffer.endswith(b"0\r\n\r\n"):
+            received = sock.recv(65536)
+            if not received:
+                break
+            arrivals.extend([time.perf_counter()] * received.count(b'"content":"'))
+            buffer += received
+    if b" 200 " not in buffer.split(b"\r\n", 1)[0] + b" ":
+        raise ConnectionError(buffer[:300])
+    at = buffer.rindex(b'"usage":{') + len(b'"usage":')
+    usage = json.loads(buffer[at:].split(b"}}", 1)[0] + b"}}")
+    arrivals = arrivals[: len(arrivals) - buffer.count(b'"content":""')]
+    return Run(arrivals[0] - start, int(usage["completion_tokens"]), arrivals[-1] - arrivals[0])
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def grammar_cost(args: argparse.Namespace, threads: int) -> None:
+    """Milliseconds per generated token with each format, in rounds that run every format
+    once with the same prompt; the grammar's cost is the difference within a round. Wall
+    time, and the server's CPU time (steadier on a shared machine: other processes' load
+    does not count in it; with one thread no spin-waiting does either)."""
+    port = free_port()
+    process, _ = start_service(args, port, threads, "--slots", "1")
+    rounds: list[dict[str, tuple[Run, float]]] = []
+    try:
+        wait_ready(port)
+        # Each request its own prompt (a different first word), so none reuses another's KV.
+        prompt = "{tag}: list animals of the sea as JSON, each with a name and a description."
+        for fmt in GRAMMAR_FORMATS.values():  # warm-up
+            stream_chat(port, prompt.format(tag="warm-up"), 8, fmt)
+        for n in range(args.runs):
+            this: dict[str, tuple[Run, float]] = {}
+            for k, (name, fmt) in enumerate(GRAMMAR_FORMATS.items()):
+                text = prompt.format(tag=f"Task {n}{k}")
+                before = cpu_seconds(process.pid)
+                run = stream_chat(port, text, args.grammar_tokens, fmt)
+                this[name] = (run, (cpu_seconds(process.pid) - before) * 1000 / run.tokens)
+            rounds.append(this)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait()
+
+    def ms_per_token(run: Run) -> float:
+        return 1000 / run.rate
+
+    print(
+        f"\ngrammar cost, {threads} thread(s), greedy, up to {args.grammar_tokens} tokens "
+        f"x {args.runs} rounds (medians; added and ratio within each round)"
+    )
+    print(
+        f"{'format':>14}{'tokens':>8}{'ms/token':>10}{'added':>8}{'ratio':>7}"
+        f"{'CPU ms/token':>14}{'added':>8}{'ratio':>7}"
+    )
+    for name in GRAMMAR_FORMATS:
+        wall = [ms_per_token(r[name][0]) for r in rounds]
+        free = [ms_per_token(r["unconstrained"][0]) for r in rounds]
+        cpu = [r[name][1] for r in rounds]
+        cpu_free = [r["unconstrained"][1] for r in rounds]
+        print(
+            f"{name:>14}{statistics.median(r[name][0].tokens for r in rounds):>8.0f}"
+            f"{statistics.median(wall):>10.2f}"
+            f"{statistics.median(w - f for w, f in zip(wall, free, strict=True)):>8.2f}"
+            f"{statistics.median(w / f for w, f in zip(wall, free, strict=True)):>7.2f}"
+            f"{statistics.median(cpu):>14.2f}"
+            f"{statistics.median(c - f for c, f in zip(cpu, cpu_free, strict=True)):>8.2f}"
+            f"{statistics.median(c / f for c, f in zip(cpu, cpu_free, strict=True)):>7.2f}"
+        )
+
+
 def wait_ready(port: int) -> None:
     while True:
         try:
@@ -359,7 +484,10 @@ def main() -> None:
     parser.add_argument(
         "--encode-chunks", type=int, default=100_000, help="token chunks per encode run"
     )
-    parser.add_argument("--only", choices=["single", "sweep", "encode"], help="run one part only")
+    parser.add_argument("--grammar-tokens", type=int, default=128)
+    parser.add_argument(
+        "--only", choices=["single", "sweep", "grammar", "encode"], help="run one part only"
+    )
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     thread_counts = args.threads or sorted({cores, max(cores - 1, 1)}, reverse=True)
@@ -372,7 +500,7 @@ def main() -> None:
         f"model {path.name}, {cores} cores, context {args.ctx_size}, "
         f"{args.tokens} tokens x {args.runs} runs per side"
     )
-    if args.only != "sweep":
+    if args.only in (None, "single"):
         colds = [cold_start(args, thread_counts[0]) for _ in range(args.cold_starts)]
         print(
             f"cold start, launch to first streamed token: {statistics.median(colds):.2f} s "
@@ -380,10 +508,12 @@ def main() -> None:
         )
         for threads in thread_counts:
             compare(args, path, threads)
-    if args.only != "single":
+    if args.only in (None, "sweep"):
         sweep(args, thread_counts[0])
     if args.only is None:
         encode_cost(args.encode_chunks)
+    if args.only in (None, "grammar"):
+        grammar_cost(args, thread_counts[0])
 
 
 if __name__ == "__main__":

@@ -70,6 +70,14 @@ class Config:
     log_level: str = _opt("info", "debug, info, warning or error")
     log_json: bool = _opt(False, "write log lines as JSON objects")
 
+    def __post_init__(self) -> None:
+        # Values llama.cpp aborts, crashes or misbehaves on are start-up errors instead.
+        for name, low, high in _RANGES:
+            value = getattr(self, name)
+            if value < low or (high is not None and value > high):
+                bound = f"at least {low}" if high is None else f"{low} to {high}"
+                raise ValueError(f"{name} must be {bound}, not {value}")
+
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> Config:
         """Build from strings, e.g. ``os.environ`` with the ``SLUICE_`` prefix stripped."""
@@ -119,6 +127,18 @@ class Config:
             k: v if isinstance(v, bool) else _convert(k, defaults[k], v) for k, v in given.items()
         }
         return dataclasses.replace(base, **changes)
+
+
+#: (field, lowest, highest or None): llama.cpp takes at most 256 sequences and 512 threads;
+#: ``ctx_size`` beyond what the model was trained for is refused when it loads.
+_RANGES: tuple[tuple[str, int, int | None], ...] = (
+    ("ctx_size", 0, None),
+    ("slots", 1, 256),
+    ("batch_size", 1, 65536),
+    ("prefill_chunk", 1, None),
+    ("threads", 0, 512),
+    ("max_queue", 0, None),
+)
 
 
 def _convert(name: str, default: Any, raw: str) -> Any:

@@ -202,7 +202,7 @@ def common_fields(
         top_k=integer(body, "top_k", 0) or 0,
         min_p=_number(body, "min_p", 0.0, 0.0, 1.0),
         seed=None if seed is None else seed & 0xFFFFFFFF,
-        repeat_penalty=_number(body, "repeat_penalty", 1.0, 0.0, 10.0),
+        repeat_penalty=_number(body, "repeat_penalty", 1.0, 0.01, 10.0),
         presence_penalty=_number(body, "presence_penalty", 0.0, -2.0, 2.0),
         frequency_penalty=_number(body, "frequency_penalty", 0.0, -2.0, 2.0),
         logit_bias=_logit_bias(body),

@@ -78,6 +78,31 @@ def test_corrupt_gguf_fails_to_load_and_exits_non_zero(tmp_path: Path) -> None:
     assert "could not load" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--batch-size", "-5", "batch_size must be 1 to 65536, not -5"),  # was a segfault
+        ("--slots", "0", "slots must be 1 to 256, not 0"),  # served nothing, ever
+        ("--threads", "-1", "threads must be 0 to 512, not -1"),
+    ],
+)
+def test_values_llama_cpp_cannot_take_are_a_usage_error(
+    flag: str, value: str, message: str
+) -> None:
+    result = run_service(flag, value, "--port", str(free_port()))
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: sluice")
+    assert f"sluice: error: {message}" in result.stderr
+
+
+def test_a_context_past_the_models_training_fails_at_start() -> None:
+    # llama.cpp "creates" such a context (nothing is touched yet) and fails later, in use.
+    result = run_service("--ctx-size", "100000000", "--port", str(free_port()))
+    assert result.returncode == 1
+    assert "sluice: error: a context of 100000000 tokens per slot is more than" in result.stderr
+    assert "trained for (8192)" in result.stderr
+
+
 def test_scripts_serve_passes_arguments_and_signals(tmp_path: Path) -> None:
     # scripts/serve execs the service, so SIGTERM reaches the server itself.
     with serving([str(ROOT / "scripts" / "serve"), "--served-model-name", "via-serve"]) as (

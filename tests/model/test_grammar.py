@@ -324,3 +324,95 @@ def test_constrained_generation_validates(
         text = full_model.generate(prompt, grammar, seed=seed, limit=150)
         assert text is not None, "no end within 150 tokens"
         jsonschema.validate(json.loads(text), schema)
+
+
+def _branch(i: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {"kind": {"const": f"k{i}"}, "v": {"type": "integer"}},
+        "required": ["kind", "v"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("schema", "place"),
+    [
+        # Each whole-vocabulary grammar pass took about 3 s for every stream.
+        (
+            {
+                "anyOf": [
+                    {"type": "object", "properties": {f"key{i}": {"type": "string"}}}
+                    for i in range(3000)
+                ]
+            },
+            "#/anyOf holds up to 6000 alternatives",
+        ),
+        ({"oneOf": [_branch(i) for i in range(65)]}, "#/oneOf holds up to 65 alternatives"),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "x": {"anyOf": [_branch(i) for i in range(40)]},
+                    "y": {"anyOf": [_branch(i) for i in range(40)]},
+                },
+            },
+            None,  # two unions of 40, never open together: accepted
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "x": {
+                        "anyOf": [
+                            {"anyOf": [_branch(i) for i in range(40)]},
+                            {"anyOf": [_branch(i) for i in range(40)]},
+                        ]
+                    }
+                },
+            },
+            "#/properties/x/anyOf holds up to 80 alternatives",
+        ),
+        (
+            {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(70)}},
+            "# holds up to 71 alternatives",
+        ),
+        (
+            {
+                "$defs": {"u": {"anyOf": [_branch(i) for i in range(40)]}},
+                "anyOf": [{"$ref": "#/$defs/u"}, {"$ref": "#/$defs/u"}],
+            },
+            "#/anyOf holds up to 80 alternatives",
+        ),
+    ],
+)
+def test_alternatives_open_at_once_are_bounded(
+    vocab_model: EmbeddedModel, schema: dict[str, Any], place: str | None
+) -> None:
+    if place is None:
+        check_grammar(json_schema_grammar(schema), vocab_model.vocab)
+        return
+    with pytest.raises(GrammarError) as caught:
+        json_schema_grammar(schema)
+    assert place in str(caught.value)
+    assert "alternatives open at once" in str(caught.value)
+
+
+_ENUM = ["a", "ab", "abc", "b", 1, 10, None, {"k": [1]}, 'q"uote', "new\nline"]
+
+
+@pytest.mark.parametrize("value", _ENUM)
+def test_enum_trie_accepts_each_value(vocab_model: EmbeddedModel, value: Any) -> None:
+    assert vocab_model.accepts(json_schema_grammar({"enum": _ENUM}), json.dumps(value))
+
+
+@pytest.mark.parametrize("text", ['"abd"', '""', '"abcd"', "100", "0", '{"k": [2]}', '"q"'])
+def test_enum_trie_refuses_everything_else(vocab_model: EmbeddedModel, text: str) -> None:
+    assert not vocab_model.accepts(json_schema_grammar({"enum": _ENUM}), text)
+
+
+def test_a_thousand_enum_values_share_their_prefixes(vocab_model: EmbeddedModel) -> None:
+    values = [f"value number {i}" for i in range(1000)]
+    grammar = json_schema_grammar({"type": "object", "properties": {"v": {"enum": values}}})
+    check_grammar(grammar, vocab_model.vocab)
+    assert vocab_model.accepts(grammar, '{"v": "value number 999"}')
+    assert not vocab_model.accepts(grammar, '{"v": "value number 1000"}')

@@ -326,3 +326,15 @@ def test_forced_calls_generate_valid_arguments(
         for call in calls:
             assert choice.function in (None, call.name)
             jsonschema.validate(json.loads(call.arguments), schemas[call.name])
+
+
+def test_a_forced_call_among_many_tools_shares_its_opening(vocab_model: EmbeddedModel) -> None:
+    # The most tools a request may carry, names sharing long prefixes: one trie, any of them.
+    raw = [_function(name=f"lookup_{i:03d}") for i in range(128)]
+    grammar = tool_call_grammar(parse_tools(raw), ToolChoice("required"))
+    check_grammar(grammar, vocab_model.vocab)
+    for name in ("lookup_000", "lookup_127", "lookup_064"):
+        call = f'<tool_call>\n{{"name": "{name}", "arguments": {{}}}}\n</tool_call>'
+        assert vocab_model.accepts(grammar, call)
+    missing = '<tool_call>\n{"name": "lookup_128", "arguments": {}}\n</tool_call>'
+    assert not vocab_model.accepts(grammar, missing)

@@ -286,3 +286,38 @@ def test_help_lists_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for name in FIELDS:
         assert "--" + name.replace("_", "-") in out
+
+
+# --- values that reach llama.cpp ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "good"),
+    [
+        ("slots", 0, 1),
+        ("slots", 257, 256),
+        ("batch_size", 0, 1),
+        ("batch_size", -5, 65536),  # -5 crashed llama.cpp (segmentation fault)
+        ("batch_size", 65537, 512),
+        ("ctx_size", -1, 0),
+        ("prefill_chunk", 0, 1),
+        ("threads", -1, 0),
+        ("threads", 513, 512),
+        ("max_queue", -1, 0),
+    ],
+)
+def test_values_llama_cpp_cannot_take_are_refused(name: str, bad: int, good: int) -> None:
+    assert getattr(Config.from_mapping({name: str(good)}), name) == good
+    with pytest.raises(ValueError, match=f"{name} must be .*, not {bad}"):
+        Config.from_mapping({name: str(bad)})
+    with pytest.raises(ValueError, match=name):
+        Config.from_env({f"SLUICE_{name.upper()}": str(bad)})
+
+
+def test_a_refused_value_on_the_command_line_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        Config.from_args(["--slots", "0"], {})
+    assert caught.value.code == 2
+    assert "sluice: error: slots must be 1 to 256, not 0" in capsys.readouterr().err

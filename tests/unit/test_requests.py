@@ -396,7 +396,7 @@ RANGES: list[tuple[str, float, float]] = [
     ("min_p", 0.0, 1.0),
     ("presence_penalty", -2.0, 2.0),
     ("frequency_penalty", -2.0, 2.0),
-    ("repeat_penalty", 0.0, 10.0),
+    ("repeat_penalty", 0.01, 10.0),  # 0 multiplies a grammar's -inf into NaN
 ]
 
 
