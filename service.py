@@ -458,6 +458,7 @@ class Sluice:
     ) -> ASGIApp:
         from model.engine import QueueFull
         from model.runtime import PromptError
+        from model.template import TemplateFailure
 
         started = time.perf_counter()
         if isinstance(request, ChatRequest) and len(request.messages) > self.config.max_messages:
@@ -477,6 +478,10 @@ class Sluice:
                 param, prompt = "prompt", runtime.text_prompt(request.prompt)
         except PromptError as exc:
             raise InvalidRequest(str(exc), param=exc.param) from None
+        except TemplateFailure as exc:
+            # The template is broken for this conversation, whatever the client changes.
+            _log.error("%s", exc)
+            raise APIError(f"The model's {exc}", code="chat_template_failed") from None
 
         engine = runtime.engine
         limit = engine.ctx_size
