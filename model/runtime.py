@@ -151,7 +151,7 @@ class Runtime:
 
     def text_prompt(self, prompt: str | Sequence[int]) -> list[int]:
         if isinstance(prompt, str):
-            tokens = self.model.tokenize(prompt, add_special=True, parse_special=True)
+            tokens = self.prompt.raw_tokens(prompt)
         else:
             tokens = list(prompt)
             vocab = self.model.n_vocab

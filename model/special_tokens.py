@@ -37,19 +37,30 @@ from typing import Final
 
 from .llama import LlamaModel, ModelLoadError, SpecialToken
 
-__all__ = ["ClientTextError", "SpecialTokens"]
+__all__ = ["ClientTextError", "SpecialTokens", "require_unicode"]
 
 # Lone surrogates: Python strings may hold them, valid UTF-8 cannot, so neither can a token's
 # text, a template read from a file or GGUF, or a client string that passed shield().
 _SHADOW_BASE: Final = 0xD800
 _SHADOW_COUNT: Final = 0x800
-_SURROGATE: Final = "[\ud800-\udfff]"
 # What llama.cpp's lstrip/rstrip attributes drop: C isspace() in the "C" locale.
 _C_SPACE: Final = " \t\n\v\f\r"
 
 
 class ClientTextError(ValueError):
     """A client string holds a lone UTF-16 surrogate (``"\\ud83d"`` in JSON): not text."""
+
+
+def require_unicode(text: str) -> None:
+    """:raises ClientTextError: ``text`` holds a lone surrogate."""
+    if not text.isascii():  # quick, and then there is none
+        try:
+            text.encode()
+        except UnicodeEncodeError as exc:
+            raise ClientTextError(
+                f"lone UTF-16 surrogate \\u{ord(text[exc.start]):04x} (a string must be"
+                " valid Unicode)"
+            ) from None
 
 
 class SpecialTokens:
@@ -73,10 +84,9 @@ class SpecialTokens:
         shadows = [chr(_SHADOW_BASE + i) for i in range(len(alphabet))]
         self._shadow = str.maketrans(dict(zip(alphabet, shadows, strict=True)))
         self._unshadow = str.maketrans(dict(zip(shadows, alphabet, strict=True)))
-        self._control = frozenset(control)
-        self._pattern = re.compile(
-            f"{_trie_pattern(control)}|{_SURROGATE}" if control else _SURROGATE
-        )
+        self._pattern = re.compile(_trie_pattern(control)) if control else None
+        # A quick look for a character some control token's text starts with, before the scan.
+        self._first = frozenset(text[0] for text in control)
         # Edges of a client string that template text beside it could complete into a control
         # token: a proper suffix of one at its start, a proper prefix at its end, or the whole
         # string inside one (the joins cannot match: their NUL would be in the client string,
@@ -92,7 +102,10 @@ class SpecialTokens:
 
         :raises ClientTextError: ``text`` holds a lone surrogate.
         """
-        shielded, n = self._pattern.subn(self._shadow_match, text)
+        require_unicode(text)
+        shielded, n = text, 0
+        if self._pattern is not None and any(c in text for c in self._first):
+            shielded, n = self._pattern.subn(self._shadow_match, text)
         if shielded and self._completes_at_start(shielded):
             shielded = shielded[0].translate(self._shadow) + shielded[1:]
             n += 1
@@ -120,12 +133,7 @@ class SpecialTokens:
         return tokens
 
     def _shadow_match(self, match: re.Match[str]) -> str:
-        found = match.group()
-        if found not in self._control:
-            raise ClientTextError(
-                f"lone UTF-16 surrogate \\u{ord(found):04x} (a string must be valid Unicode)"
-            )
-        return found.translate(self._shadow)
+        return match.group().translate(self._shadow)
 
     def _completes_at_start(self, text: str) -> bool:
         if len(text) < self._longest and text in self._tails:

@@ -227,6 +227,22 @@ def test_templates_that_touch_client_text(
     )
 
 
+@settings(deadline=None, max_examples=150)
+@given(text=_CLIENT)
+def test_a_legacy_prompt_is_tokenized_with_its_markup_as_llama_cpp_does(
+    vocab: LlamaModel, text: str
+) -> None:
+    expected = vocab.tokenize(text, add_special=True, parse_special=True)
+    assert _prompt(vocab).raw_tokens(text) == expected
+
+
+def test_a_lone_surrogate_in_a_legacy_prompt_is_a_clear_error(vocab: LlamaModel) -> None:
+    # Not read as a shadow: U+D800 would otherwise come back as the first shadowed character.
+    with pytest.raises(PromptError, match="lone UTF-16 surrogate") as caught:
+        _prompt(vocab).raw_tokens("A\ud800")
+    assert caught.value.param == "prompt"
+
+
 def test_a_lone_surrogate_is_a_clear_error(vocab: LlamaModel) -> None:
     prompt = _prompt(vocab, _NATIVE_TOOLS)
     with pytest.raises(PromptError, match="lone UTF-16 surrogate") as caught:
