@@ -26,7 +26,7 @@ from .llama import LlamaModel
 from .special_tokens import ClientTextError, SpecialTokens, require_unicode
 from .template import ChatTemplate, TemplateError, TemplateFailure, TemplateRejection
 
-__all__ = ["ChatPrompt", "PromptError"]
+__all__ = ["MAX_DEPTH", "ChatPrompt", "PromptError"]
 
 _log = logging.getLogger("sluice.prompt")
 
