@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ import llama_cpp
 
 from .errors import LoadError
 
-__all__ = ["Batch", "LlamaContext", "LlamaModel", "ModelLoadError", "gpu_offload_supported"]
+__all__ = [
+    "Batch",
+    "LlamaContext",
+    "LlamaModel",
+    "ModelLoadError",
+    "SpecialToken",
+    "gpu_offload_supported",
+]
 
 _log = logging.getLogger("sluice.llama")
 
@@ -48,6 +56,32 @@ class ModelLoadError(LoadError):
     """llama.cpp could not load the model or create a context; the message says which."""
 
 
+@dataclass(frozen=True, slots=True)
+class SpecialToken:
+    """A token llama.cpp finds by its text before tokenizing the rest (``llama-vocab.cpp``,
+    ``tokenizer_st_partition``).
+
+    ``control``: a control or unknown token, found only when tokenizing with
+    ``parse_special``; otherwise a user-defined token, found always. ``lstrip`` / ``rstrip``:
+    whitespace before / after it is dropped.
+    """
+
+    id: int
+    text: str
+    control: bool
+    lstrip: bool
+    rstrip: bool
+
+
+# A token's attributes (llama.h, enum llama_token_attr).
+_FOUND_BY_TEXT = (
+    llama_cpp.LLAMA_TOKEN_ATTR_CONTROL
+    | llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED
+    | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+)
+_ONLY_WITH_PARSE_SPECIAL = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+
+
 def gpu_offload_supported() -> bool:
     return bool(llama_cpp.llama_supports_gpu_offload())
 
@@ -55,8 +89,9 @@ def gpu_offload_supported() -> bool:
 class LlamaModel:
     """Loaded weights and vocabulary; safe to read from several threads."""
 
-    def __init__(self, path: Path, *, n_gpu_layers: int = -1) -> None:
+    def __init__(self, path: Path, *, n_gpu_layers: int = -1, vocab_only: bool = False) -> None:
         params = llama_cpp.llama_model_default_params()
+        params.vocab_only = vocab_only
         # -1 means "all layers"; llama.cpp takes any number larger than the layer count.
         params.n_gpu_layers = 0x7FFFFFFF if n_gpu_layers < 0 else n_gpu_layers
         ptr = llama_cpp.llama_model_load_from_file(os.fsencode(path), params)
@@ -68,6 +103,7 @@ class LlamaModel:
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
         self.n_ctx_train = int(llama_cpp.llama_model_n_ctx_train(ptr))
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
+        self.add_eos = bool(llama_cpp.llama_vocab_get_add_eos(self.vocab))
         self.bos = int(llama_cpp.llama_vocab_bos(self.vocab))
         self.eos = int(llama_cpp.llama_vocab_eos(self.vocab))
         self._piece_buf = ctypes.create_string_buffer(256)
@@ -101,6 +137,32 @@ class LlamaModel:
         if token < 0:
             return ""
         return self.piece(token, special=True).decode("utf-8", "replace")
+
+    def special_tokens(self) -> list[SpecialToken]:
+        """The vocabulary's control, user-defined and unknown tokens, in id order.
+
+        Texts that are not UTF-8 are left out: no ``str`` can contain them.
+        """
+        found: list[SpecialToken] = []
+        for token in range(self.n_vocab):
+            attr = int(llama_cpp.llama_vocab_get_attr(self.vocab, token))
+            if not attr & _FOUND_BY_TEXT:
+                continue
+            try:
+                text = (llama_cpp.llama_vocab_get_text(self.vocab, token) or b"").decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            if text:
+                found.append(
+                    SpecialToken(
+                        token,
+                        text,
+                        control=bool(attr & _ONLY_WITH_PARSE_SPECIAL),
+                        lstrip=bool(attr & llama_cpp.LLAMA_TOKEN_ATTR_LSTRIP),
+                        rstrip=bool(attr & llama_cpp.LLAMA_TOKEN_ATTR_RSTRIP),
+                    )
+                )
+        return found
 
     def tokenize(self, text: str, *, add_special: bool, parse_special: bool) -> list[int]:
         data = text.encode("utf-8")

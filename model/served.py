@@ -7,13 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from .engine import Engine, EngineOptions, EngineStats
-from .errors import InvalidInput
 from .events import Dispatch, SequenceSink
 from .grammar import GrammarError, check_grammar, json_object_grammar, json_schema_grammar
 from .llama import LlamaModel
 from .params import GenerationRequest, Grammar
+from .prompt import ChatPrompt, PromptError
 from .source import ResolvedModel
-from .template import ChatTemplate, TemplateError, load_chat_template
+from .template import ChatTemplate, load_chat_template
 from .tools import (
     Tool,
     ToolChoice,
@@ -29,22 +29,23 @@ __all__ = ["PromptError", "ServedModel"]
 DEFAULT_MAX_CONTEXT = 4096
 
 
-class PromptError(InvalidInput):
-    """The request's input cannot become a prompt; ``param`` names the offending field."""
-
-    def __init__(self, message: str, param: str) -> None:
-        super().__init__(message, param=param)
-
-
 class ServedModel:
     """One model a registry serves. Built on a loading thread; used by the event loop
     (and by request planning on worker threads) afterwards."""
 
-    def __init__(self, model: LlamaModel, template: ChatTemplate, engine: Engine, name: str):
+    def __init__(
+        self,
+        model: LlamaModel,
+        template: ChatTemplate,
+        engine: Engine,
+        name: str,
+        prompt: ChatPrompt | None = None,
+    ):
         self.model = model
         self.template = template
         self.engine = engine
         self.name = name
+        self.prompt = prompt or ChatPrompt(model, template)
 
     @classmethod
     def load(
@@ -60,7 +61,8 @@ class ServedModel:
         """Load weights, pick the chat template and start the engine.
 
         ``options.ctx_size`` 0 means the model's training context, at most 4096.
-        Raises :class:`~model.llama.ModelLoadError` or :class:`~model.template.TemplateError`.
+        Raises :class:`~model.llama.ModelLoadError` or :class:`~model.template.TemplateError`
+        (also when the template fails on a sample conversation, see :mod:`model.prompt`).
         """
         model = LlamaModel(source.path, n_gpu_layers=gpu_layers)
         try:
@@ -70,6 +72,8 @@ class ServedModel:
                 bos_token=model.token_text(model.bos),
                 eos_token=model.token_text(model.eos),
             )
+            prompt = ChatPrompt(model, template)
+            prompt.check()
             if not options.ctx_size:
                 ctx_size = min(model.n_ctx_train, DEFAULT_MAX_CONTEXT)
                 options = dataclasses.replace(options, ctx_size=ctx_size)
@@ -78,7 +82,7 @@ class ServedModel:
             model.close()
             raise
         engine.start()
-        return cls(model, template, engine, name or source.name)
+        return cls(model, template, engine, name or source.name, prompt)
 
     def close(self) -> None:
         if self.engine.close():  # else llama.cpp may still be using the model
@@ -130,6 +134,8 @@ class ServedModel:
         """Render and tokenize a conversation; ``tools`` the model may call (see model.tools).
 
         A template that knows tools gets them natively; any other gets the generic format.
+        Raises :class:`PromptError`, or :class:`~model.template.TemplateFailure` when the
+        template itself breaks (see :meth:`ChatPrompt.tokens`).
         """
         native: list[dict[str, Any]] | None = None
         if tools and choice is not None and choice.mode != "none":
@@ -139,17 +145,7 @@ class ServedModel:
                 messages = messages_with_tools(messages, tools, choice)
         elif any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
             messages = flatten_tool_messages(messages)
-        try:
-            text = self.template.render(messages, tools=native)
-        except TemplateError as exc:
-            raise PromptError(
-                f"The model's chat template rejected these messages: {exc}", "messages"
-            ) from None
-        prompt = self.model.tokenize(text, add_special=True, parse_special=True)
-        bos = self.model.bos
-        if len(prompt) > 1 and prompt[0] == prompt[1] == bos:
-            prompt = prompt[1:]  # the template wrote BOS itself
-        return prompt
+        return self.prompt.tokens(messages, native)
 
     def grammar(
         self,
@@ -191,7 +187,7 @@ class ServedModel:
 
     def text_prompt(self, prompt: str | Sequence[int]) -> list[int]:
         if isinstance(prompt, str):
-            tokens = self.model.tokenize(prompt, add_special=True, parse_special=True)
+            tokens = self.prompt.raw_tokens(prompt)
         else:
             tokens = list(prompt)
             vocab = self.model.n_vocab

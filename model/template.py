@@ -16,6 +16,14 @@ adds BOS when the model's metadata asks for it).
 
 Deviation: ``tools`` is always defined, ``None`` when the request has none, because that is what
 ``transformers`` passes and what templates are tested with.
+
+Errors::
+
+    TemplateError            cannot compile, or cannot render this conversation (the client's
+     |                       data does not fit it: a missing key, None + str, ...)
+     +- TemplateRejection    the template refused the conversation itself (raise_exception)
+     +- TemplateFailure      the template broke, whatever the data: unbounded recursion, a
+                             sandbox violation, any other exception (the server's fault)
 """
 
 from __future__ import annotations
@@ -34,7 +42,13 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import LoadError
 
-__all__ = ["ChatTemplate", "TemplateError", "load_chat_template"]
+__all__ = [
+    "ChatTemplate",
+    "TemplateError",
+    "TemplateFailure",
+    "TemplateRejection",
+    "load_chat_template",
+]
 
 _CHATML: Final = (
     "{% for message in messages %}"
@@ -50,6 +64,15 @@ _PLAIN: Final = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{% if messages %}{{ '\\n\\n' }}{% endif %}Assistant:{% endif %}"
 )
+# Errors about the data a template was given; jinja2.SecurityError, also a jinja2.TemplateError,
+# is not one of them.
+_DATA_ERRORS: Final = (
+    jinja2.UndefinedError,
+    TypeError,
+    ValueError,
+    LookupError,
+    ArithmeticError,
+)
 _BUILTINS: Final[Mapping[str, tuple[str, tuple[str, ...]]]] = {
     "chatml": (_CHATML, ("<|im_end|>",)),
     "plain": (_PLAIN, ("\nUser:",)),
@@ -58,6 +81,17 @@ _BUILTINS: Final[Mapping[str, tuple[str, tuple[str, ...]]]] = {
 
 class TemplateError(LoadError):
     """The chat template cannot be compiled or rendered (then client-facing); says why."""
+
+
+class TemplateRejection(TemplateError):
+    """The template refused the conversation with ``raise_exception``; its message."""
+
+
+class TemplateFailure(TemplateError):
+    """The template itself failed while rendering (not the conversation's fault); says how."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="chat_template_failed")
 
 
 class _GenerationTag(Extension):
@@ -71,7 +105,7 @@ class _GenerationTag(Extension):
 
 
 def _raise_exception(message: str) -> NoReturn:
-    raise TemplateError(message)
+    raise TemplateRejection(message)
 
 
 def _tojson(value: Any, indent: int | None = None, **options: Any) -> str:
@@ -124,8 +158,11 @@ class ChatTemplate:
     ) -> str:
         """Render ``messages`` (string or ``None`` content) into a prompt.
 
-        :raises TemplateError: the template rejects the messages (``raise_exception``), breaks
-            out of the sandbox, or fails at run time; the message is fit for the client.
+        :raises TemplateRejection: the template refused them (``raise_exception``).
+        :raises TemplateError: their data does not fit the template (a missing key, an
+            undefined value, None + str); the message is fit for the client.
+        :raises TemplateFailure: the template broke: recursion too deep, a sandbox violation,
+            any other exception.
         """
         context = {
             "messages": list(messages),
@@ -138,11 +175,17 @@ class ChatTemplate:
             return self._template.render(context)
         except TemplateError:
             raise
-        # Templates are code from the model file running on client data: their Python-level
-        # failures (None + str, a missing index) are rejected input, not server bugs.
-        except (jinja2.TemplateError, TypeError, ValueError, LookupError, ArithmeticError) as exc:
+        # Templates are code from the model file running on client data: failures about the
+        # data (None + str, a missing index) are rejected input, not server bugs.
+        except _DATA_ERRORS as exc:
             raise TemplateError(
                 f"chat template {self.name!r} cannot render these messages: {exc}"
+            ) from exc
+        # Anything else is the template's own defect (a recursive macro, a sandbox violation):
+        # no conversation would fix it.
+        except Exception as exc:
+            raise TemplateFailure(
+                f"chat template {self.name!r} failed: {type(exc).__name__}: {exc}"
             ) from exc
 
 

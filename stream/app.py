@@ -161,7 +161,10 @@ class Sluice:
         except APIError as exc:
             response = _error_response(exc, error_body)
         except ModelError as exc:
-            response = _error_response(from_model_error(exc), error_body)
+            error = from_model_error(exc)
+            if error.status >= 500:  # the server's own failure (a broken template): say so once
+                _log.error("%s (request id %s)", exc, request_id_of(scope))
+            response = _error_response(error, error_body)
         except Exception:
             rid = request_id_of(scope)
             _log.exception(

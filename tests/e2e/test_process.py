@@ -103,6 +103,23 @@ def test_a_context_past_the_models_training_fails_at_start() -> None:
     assert "trained for (8192)" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}", "failed: RecursionError"),
+        ("{{ ''.__class__.__mro__ }}", "failed: SecurityError"),
+        ("{{ raise_exception('no') }}", "refuses every sample conversation"),
+    ],
+)
+def test_a_broken_chat_template_stops_the_start_with_one_line(template: str, expected: str) -> None:
+    result = run_service("--chat-template", template, "--port", str(free_port()))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "sluice: error:" in line]
+    assert len(errors) == 1, result.stderr
+    assert "chat template 'inline'" in errors[0]
+    assert expected in errors[0]
+
+
 def test_scripts_serve_passes_arguments_and_signals(tmp_path: Path) -> None:
     # scripts/serve execs the service, so SIGTERM reaches the server itself.
     with serving([str(ROOT / "scripts" / "serve"), "--served-model-name", "via-serve"]) as (

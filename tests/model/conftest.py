@@ -4,6 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from model.llama import LlamaModel
+from model.source import resolve_model
 from tests.model.embedded import EmbeddedModel
 
 
@@ -19,5 +21,13 @@ def vocab_model() -> Iterator[EmbeddedModel]:
 def full_model() -> Iterator[EmbeddedModel]:
     """The embedded model with weights, for generation under a grammar."""
     loaded = EmbeddedModel(vocab_only=False)
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture(scope="session")
+def vocab() -> Iterator[LlamaModel]:
+    """The embedded model's vocabulary as the service loads it (no weights): its tokenizer."""
+    loaded = LlamaModel(resolve_model(None).path, vocab_only=True)
     yield loaded
     loaded.close()

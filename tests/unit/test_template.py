@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from model.template import ChatTemplate, TemplateError, load_chat_template
+from model.template import (
+    ChatTemplate,
+    TemplateError,
+    TemplateFailure,
+    TemplateRejection,
+    load_chat_template,
+)
 
 # Shaped like the ChatML templates shipped in SmolLM2/Qwen GGUFs: a default system turn when the
 # conversation has none, one <|im_start|>role ... <|im_end|> block per message, then the prompt.
@@ -65,7 +71,7 @@ def test_raise_exception_becomes_template_error_with_its_message() -> None:
         "{% if messages[0].role != 'user' %}"
         "{{ raise_exception('Conversation roles must start with user') }}{% endif %}"
     )
-    with pytest.raises(TemplateError, match=r"^Conversation roles must start with user$"):
+    with pytest.raises(TemplateRejection, match=r"^Conversation roles must start with user$"):
         template.render([{"role": "assistant", "content": "hi"}])
 
 
@@ -78,14 +84,28 @@ def test_raise_exception_becomes_template_error_with_its_message() -> None:
     ],
 )
 def test_sandbox_blocks_unsafe_access(source: str) -> None:
-    with pytest.raises(TemplateError, match="unsafe"):
+    # A template defect, not the conversation's fault.
+    with pytest.raises(TemplateFailure, match="unsafe"):
         _inline(source).render([{"role": "user", "content": "x"}])
 
 
 def test_runtime_failure_names_the_template() -> None:
     template = load_chat_template("{{ messages[0].content + 1 }}")
-    with pytest.raises(TemplateError, match="'gguf' cannot render"):
+    with pytest.raises(TemplateError, match="'gguf' cannot render") as caught:
         template.render([{"role": "user", "content": "x"}])
+    assert type(caught.value) is TemplateError  # about the data: neither kind below
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% macro r(n) %}{{ r(n + 1) }}{% endmacro %}{{ r(0) }}",
+        "{% for m in messages recursive %}{{ loop(messages) }}{% endfor %}",
+    ],
+)
+def test_unbounded_recursion_is_a_template_failure(source: str) -> None:
+    with pytest.raises(TemplateFailure, match=r"^chat template 'inline' failed: RecursionError"):
+        _inline(source).render([{"role": "user", "content": "x"}])
 
 
 def test_syntax_error_is_reported_at_load() -> None:
