@@ -167,7 +167,7 @@ class BlockParser:
         return True
 
     def _tail(self, events: list[SyntaxEvent], final: bool, truncated: bool) -> bool:
-        if not self._drop_groups(self._syntax.tail, final):
+        if not self._drop_groups(self._syntax.tail, final, truncated):
             return False
         self._state = "next"
         return True
@@ -187,13 +187,13 @@ class BlockParser:
         return True
 
     def _end(self, events: list[SyntaxEvent], final: bool, truncated: bool) -> bool:
-        if not self._drop_groups(self._syntax.end, final):
+        if not self._drop_groups(self._syntax.end, final, truncated):
             return False
         self._state = "text"
         self._at_start = bool(self._syntax.start_heads)
         return True
 
-    def _drop_groups(self, groups: Sequence[Steps], final: bool) -> bool:
+    def _drop_groups(self, groups: Sequence[Steps], final: bool, truncated: bool) -> bool:
         """Drop each group of markup present, in order; False while one is undecided."""
         while self._group < len(groups):
             group = groups[self._group]
@@ -203,11 +203,15 @@ class BlockParser:
                     return False
                 self._group += 1
                 continue
-            # At the end, a character that is nothing settles whitespace still open at the end.
-            text = self._buffer + ("\0" if final else "")
-            found = match_steps(text, 0, group, self._names)
+            found = match_steps(self._buffer, 0, group, self._names)
             if found.status == "more" and not final:
                 return False
+            if found.status == "more" and truncated:
+                self._buffer = ""  # markup cut off
+                return True
+            if found.status == "more":
+                # At the end, a character that is nothing settles whitespace still open.
+                found = match_steps(self._buffer + "\0", 0, group, self._names)
             if found.status == "yes":
                 self._buffer = self._buffer[found.end :]
             self._group += 1

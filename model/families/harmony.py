@@ -63,14 +63,16 @@ class Harmony(Family):
     def grammar(self, tools: Sequence[Tool], choice: ToolChoice) -> Grammar:
         forced = ForcedCalls.of(tools, choice)
         calls = "\n".join(
-            f"tool-call-{i} ::= {gbnf_literal(_header(tool.name))} tool-args-{i}"
+            f"tool-call-{i} ::= {gbnf_literal(_header(tool.name))} tool-args-{i} "
+            + gbnf_literal(CALL)
             for i, tool in forced.tools
         )
-        # One call: <|call|> ends the generation.
+        # One call: <|call|> (an end-of-generation token) ends the answer.
         return Grammar(f"{forced.rules}root ::= {forced.alternatives('tool-call')}\n{calls}\n")
 
     def write_calls(self, calls: Sequence[tuple[str, Mapping[str, object]]]) -> str:
-        return f"{END}{START}assistant".join(
+        # Each call ends its message (and, for the model, the generation).
+        return f"{START}assistant".join(
             f"{_header(name)}{json_text(args)}{CALL}" for name, args in calls
         )
 

@@ -24,8 +24,9 @@ When the model stops in the middle of a call its arguments are closed (``"`` and
 the output was cut short they are left as far as they got.
 
 The forced-call grammar writes declared parameters in schema order (required ones always,
-optional ones maybe); a string value there cannot contain ``</``, and string constraints other
-than ``enum`` are not enforced. Reasoning: ``<think>...</think>``, opened by Qwen3.5's template.
+optional ones maybe); a string value there cannot contain ``</`` (nor ``<`` when its length is
+bounded), and string constraints other than ``enum`` and lengths are not enforced.
+Reasoning: ``<think>...</think>``, opened by Qwen3.5's template.
 """
 
 from __future__ import annotations
@@ -125,6 +126,11 @@ def _string_value(schema: Any) -> str | None:
     enum = schema.get("enum")
     if isinstance(enum, list) and enum and all(isinstance(v, str) for v in enum):
         return "(" + " | ".join(gbnf_literal(v) for v in enum) + ")"
+    low, high = schema.get("minLength"), schema.get("maxLength")
+    if isinstance(high, int) or isinstance(low, int):
+        # Bounded text leaves out "<" altogether, so that the bound counts characters.
+        low = low if isinstance(low, int) and low > 0 else 0
+        return f"[^<]{{{low},{high if isinstance(high, int) else ''}}}"
     return "xml-text"
 
 
@@ -194,6 +200,7 @@ class _XmlParser:
         self._kinds: frozenset[str] | None = None
         self._streamed = False  # the value is a string, streamed as it comes
         self._fresh = True  # the value's first newline (markup) may still come
+        self._closed = False  # the tail's </tool_call> was seen
 
     def push(self, text: str) -> list[SyntaxEvent]:
         self._buffer += text
@@ -329,13 +336,15 @@ class _XmlParser:
             events.append(CallArgs(text))
 
     def _tail(self, events: list[SyntaxEvent], final: bool, truncated: bool) -> bool:
+        # After </function>: whitespace, </tool_call>, whitespace, all dropped.
         rest = self._buffer.lstrip(WHITESPACE)
-        if rest.startswith(CLOSE_TAG):
-            self._buffer, self._state = rest[len(CLOSE_TAG) :].lstrip(WHITESPACE), "text"
-            return True
-        if (not rest or CLOSE_TAG.startswith(rest)) and not final:
+        if not self._closed and rest.startswith(CLOSE_TAG):
+            rest, self._closed = rest[len(CLOSE_TAG) :].lstrip(WHITESPACE), True
+        partial = not rest or (not self._closed and CLOSE_TAG.startswith(rest))
+        if partial and not final:
+            self._buffer = rest
             return False
-        self._buffer, self._state = "" if not rest or CLOSE_TAG.startswith(rest) else rest, "text"
+        self._buffer, self._state, self._closed = "" if partial else rest, "text", False
         return True
 
 
