@@ -11,6 +11,7 @@ from typing import Any, Final, Protocol
 from ..grammar import GrammarError, json_schema_grammar, json_schema_rules
 from ..params import Grammar
 from ..tools import Tool, ToolChoice, ToolError
+from .pieces import SyntaxEvent
 from .reasoning import THINK, ReasoningMarkers
 
 __all__ = [
@@ -30,9 +31,9 @@ MAX_FORCED_CALLS: Final = 4
 class CallSyntax(Protocol):
     """A family's streaming call parser for one output (see :mod:`model.families.blocks`)."""
 
-    def push(self, text: str) -> list[Any]: ...
+    def push(self, text: str) -> list[SyntaxEvent]: ...
 
-    def finish(self, *, truncated: bool = False) -> list[Any]: ...
+    def finish(self, *, truncated: bool = False) -> list[SyntaxEvent]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,12 @@ class Family(abc.ABC):
     @abc.abstractmethod
     def call_markers(self) -> tuple[str, ...]:
         """The markup strings of the call syntax."""
+
+    @property
+    def end_of_reasoning(self) -> str:
+        """Text that ends the reasoning when forced into the output (a thinking budget spent),
+        so that the answer begins; "" for a family without reasoning."""
+        return f"\n{self.reasoning.close}\n\n" if self.reasoning is not None else ""
 
     @property
     def markers(self) -> tuple[str, ...]:

@@ -80,6 +80,11 @@ class Harmony(Family):
     def call_markers(self) -> tuple[str, ...]:
         return (START, END, MESSAGE, CHANNEL, CONSTRAIN, RETURN, CALL)
 
+    @property
+    def end_of_reasoning(self) -> str:
+        # Ends the analysis message; the model then opens the next one (a call or the answer).
+        return f"{END}{START}assistant"
+
 
 def _header(name: str) -> str:
     return f"{CHANNEL}commentary to=functions.{name} {CONSTRAIN}json{MESSAGE}"

@@ -114,6 +114,12 @@ class Mistral(Family):
     def call_markers(self) -> tuple[str, ...]:
         return (TOOL_CALLS, ARGS, CALL_ID)
 
+    @property
+    def end_of_reasoning(self) -> str:
+        return (
+            MAGISTRAL_THINK.close if self.reasoning == MAGISTRAL_THINK else super().end_of_reasoning
+        )
+
 
 def _object_head(name: str) -> str:
     return f'{{"name": "{name}", "arguments": '

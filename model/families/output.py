@@ -85,11 +85,21 @@ class OutputParser:
         self._call: _Call | None = None
         self._calls = 0
         self._truncated = False
+        self._reasoning_last = False  # the last piece sent was reasoning
 
     @property
     def calls(self) -> int:
         """Calls started so far (duplicates not counted)."""
         return self._calls
+
+    @property
+    def in_reasoning(self) -> bool:
+        """Whether the output so far ends inside the reasoning (a think block still open, or
+        a harmony analysis message): a token pushed that leaves this true, or whose push
+        returned :class:`ReasoningText`, is a reasoning token."""
+        if self._splitter is not None:
+            return self._splitter.inside
+        return self._reasoning_last
 
     def push(self, text: str) -> list[Piece]:
         """Pieces for ``text``, the next piece of output; what may still be markup is held."""
@@ -132,6 +142,8 @@ class OutputParser:
         pieces: list[Piece] = []
         for event in events:
             self._ledger(event, pieces)
+        if pieces:
+            self._reasoning_last = isinstance(pieces[-1], ReasoningText)
         return pieces
 
     def _ledger(self, event: SyntaxEvent, pieces: list[Piece]) -> None:

@@ -60,6 +60,11 @@ class ReasoningSplitter:
         self._fresh = True  # nothing of the reasoning sent yet: leading whitespace is dropped
         self._buffer = ""
 
+    @property
+    def inside(self) -> bool:
+        """Whether the text so far ends inside the reasoning block."""
+        return self._state == "think"
+
     def push(self, text: str) -> list[ContentText | ReasoningText]:
         self._buffer += text
         return self._run(final=False, truncated=False)

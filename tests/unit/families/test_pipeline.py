@@ -32,7 +32,7 @@ from model.families.reasoning import ReasoningSplitter
 from model.template import load_chat_template
 from model.tool_calls import parse_tool_calls
 from model.tools import parse_tools
-from tests.unit.families.cases import PARIS, TOOLS, ids
+from tests.unit.families.cases import CET, PARIS, TOOLS, ids
 
 _GENERIC = FAMILIES["generic"]
 _QWEN = FAMILIES["hermes"]
@@ -278,3 +278,26 @@ def test_plain_text_is_never_held(name: str) -> None:
     text = "It is 21 degrees, says the weather service."
     assert [parser.push(char) for char in text] == [[ContentText(char)] for char in text]
     assert parser.finish() == []
+
+
+@pytest.mark.parametrize("name", [n for n, f in FAMILIES.items() if f.end_of_reasoning])
+def test_forcing_the_end_of_reasoning(name: str) -> None:
+    # A thinking budget spent: the engine writes end_of_reasoning into the output itself.
+    family = FAMILIES[name]
+    opening = (
+        "<|channel|>analysis<|message|>"
+        if name == "harmony"
+        else (family.reasoning.open if family.reasoning else "")
+    )
+    answer = family.write_calls([("get_time", CET)])
+    parser = OutputParser(family, TOOLS, new_id=ids())
+    pieces = parser.push(opening) + parser.push("Long thoughts")
+    assert parser.in_reasoning
+    pieces += parser.push(family.end_of_reasoning)
+    assert not parser.in_reasoning or name == "harmony"  # harmony: the next header decides
+    pieces += parser.push(answer) + parser.finish()
+    assert not parser.in_reasoning
+    reasoning = "".join(p.text for p in pieces if isinstance(p, ReasoningText))
+    assert reasoning == "Long thoughts"
+    assert [p.name for p in pieces if isinstance(p, ToolCallStart)] == ["get_time"]
+    assert not [p for p in pieces if isinstance(p, ContentText)]
