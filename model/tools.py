@@ -43,6 +43,7 @@ __all__ = [
     "parse_tools",
     "template_supports_tools",
     "tool_call_grammar",
+    "tool_choice_rule",
     "tools_system_prompt",
 ]
 
@@ -173,18 +174,7 @@ def tools_system_prompt(tools: Sequence[Tool], choice: ToolChoice) -> str:
     if choice.mode == "none" or not tools:
         return ""
     specs = "\n".join(json.dumps(tool.spec(), ensure_ascii=False) for tool in tools)
-    if choice.function is not None:
-        rule = f"You must call the function {choice.function} now."
-    elif choice.mode == "required":
-        rule = (
-            "You must call one or more functions now."
-            if choice.parallel
-            else "You must call exactly one function now."
-        )
-    else:
-        rule = "Call functions only when they help; otherwise answer directly."
-        if not choice.parallel:
-            rule += " Make at most one call."
+    rule = tool_choice_rule(choice)
     return (
         "# Tools\n\nYou can call these functions, described by JSON schemas in <tools></tools>:\n"
         f"<tools>\n{specs}\n</tools>\n\n"
@@ -193,6 +183,20 @@ def tools_system_prompt(tools: Sequence[Tool], choice: ToolChoice) -> str:
         '{"name": "<function name>", "arguments": {<arguments as JSON>}}\n</tool_call>\n'
         "The results come back between <tool_response> and </tool_response>. " + rule
     )
+
+
+def tool_choice_rule(choice: ToolChoice) -> str:
+    """The sentence of a tools prompt that says what ``choice`` allows."""
+    if choice.function is not None:
+        return f"You must call the function {choice.function} now."
+    if choice.mode == "required":
+        return (
+            "You must call one or more functions now."
+            if choice.parallel
+            else "You must call exactly one function now."
+        )
+    rule = "Call functions only when they help; otherwise answer directly."
+    return rule if choice.parallel else rule + " Make at most one call."
 
 
 def format_tool_call(name: str, arguments: str) -> str:
