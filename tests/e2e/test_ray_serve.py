@@ -81,18 +81,41 @@ def ray_serve(*flags: str) -> Iterator[RayServe]:
         # Its own session: whatever Ray leaves behind can be ended without touching
         # anything else.
         process = subprocess.Popen(
-            argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True
+            argv,
+            cwd=ROOT,
+            # No usage report to Ray's servers: the test reaches nothing off this machine.
+            env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
+        served = RayServe(f"http://127.0.0.1:{port}", log, process)
         try:
-            yield RayServe(f"http://127.0.0.1:{port}", log, process)
+            yield served
+            # As an orchestrator stops it: SIGTERM, a clean exit, nothing of Ray left over.
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=90) == 0, served.log()[-4000:]
+            deadline = time.monotonic() + 15
+            while session_alive(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert not session_alive(process.pid), "Ray processes outlived the CLI"
         finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            finally:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=60)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def session_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def stream_chat(url: str, body: dict[str, Any]) -> tuple[str, list[Frame], str]:
@@ -136,7 +159,7 @@ def test_two_replicas_share_streams_and_a_cancel_frees_the_slot() -> None:
         assert len(spread) == 2, spread
 
         # A client that leaves mid-stream: Ray cancels the replica's request task, and the
-        # replica's engine drops the sequence long before its 3000 tokens.
+        # replica's engine drops the sequence at once, not after its 3000 tokens.
         body = {
             "messages": [{"role": "user", "content": "Tell me a long story."}],
             "max_tokens": 3000,
@@ -160,9 +183,12 @@ def test_two_replicas_share_streams_and_a_cancel_frees_the_slot() -> None:
             time.sleep(0.05)
         assert after["active"] == 0
         assert after["gone"] == during["gone"] + 1
+        # Counted from a /ready read taken just before the disconnect: Ray's cancellation
+        # takes milliseconds to arrive, and the sequence goes at the next step (1 step here,
+        # on the 2-core machine; the bound leaves room for a loaded one).
         steps = after["steps"] - during["steps"]
         print(f"decode steps between a live read and the freed slot: {steps}")
-        assert steps < 1000
+        assert steps < 50
 
         # Ray's proxy speaks HTTP/1.1 only: no h2c, unlike Sluice served by Hypercorn.
         with (
@@ -180,7 +206,11 @@ def test_scales_to_zero_and_a_request_brings_a_replica_back() -> None:
         assert first.status_code == 200
         position = len(served.log())
         position = served.wait_for_replicas(0, after=position)
-        body = {"messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 4}
+        body = {
+            "messages": [{"role": "user", "content": "Hello!"}],
+            "max_tokens": 4,
+            "ignore_eos": True,
+        }
         reply = httpx.post(served.url + CHAT, json=body, timeout=150)
         served.wait_for_replicas(1, after=position)
     assert reply.status_code == 200, reply.text
