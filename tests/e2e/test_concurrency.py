@@ -147,9 +147,12 @@ def test_queue_overflow_is_429_while_admitted_streams_carry_on() -> None:
         while srv.engine_stats()["queued"] == 0:
             time.sleep(0.01)
         refused = httpx.post(srv.url + CHAT, json={**long_body, "stream": False}, timeout=60)
+        # Answered at once, not after a slot freed: both admitted requests are still there.
+        still = srv.engine_stats()
         running.join()
         waiting.join()
     assert refused.status_code == 429
+    assert (still["active"], still["queued"]) == (1, 1)
     assert int(refused.headers["retry-after"]) >= 1
     error = refused.json()["error"]
     assert (error["type"], error["code"]) == ("requests", "rate_limit_exceeded")
