@@ -68,6 +68,9 @@ class RunningServer:
 
 @contextmanager
 def running_server(**overrides: Any) -> Iterator[RunningServer]:
+    # One llama.cpp thread: the test client and the server share a small, often busy
+    # machine, where two OpenMP threads spin against each other and run several times slower.
+    overrides.setdefault("threads", 1)
     config = Config(host="127.0.0.1", port=0, **overrides)
     app = create_app(config, embedded_model())
     hypercorn = hypercorn_config(config)
