@@ -23,7 +23,7 @@ from stream.errors import DeadlineExceeded, InvalidRequest
 from stream.transports.sse import frames
 
 USAGE = Usage(prompt_tokens=9, completion_tokens=4, cached_tokens=6)
-ECHO = {"instructions": None, "tools": [], "tool_choice": "auto", "store": True}
+ECHO: dict[str, Any] = {"instructions": None, "tools": [], "tool_choice": "auto", "store": True}
 _FRAME = re.compile(r"event: (?P<event>[^\n]+)\ndata: (?P<data>[^\n]+)\n\n")
 
 
@@ -73,11 +73,15 @@ def test_a_text_answer_streams_the_reference_sequence() -> None:
     ]
     assert [p["sequence_number"] for p in parsed] == list(range(len(parsed)))
     created = parsed[0]["response"]
-    assert created["status"] == "in_progress" and created["output"] == []
-    assert created["id"].startswith("resp_") and created["object"] == "response"
+    assert created["status"] == "in_progress"
+    assert created["output"] == []
+    assert created["id"].startswith("resp_")
+    assert created["object"] == "response"
     item = parsed[2]["item"]
-    assert item["type"] == "message" and item["role"] == "assistant"
-    assert item["status"] == "in_progress" and item["id"].startswith("msg_")
+    assert item["type"] == "message"
+    assert item["role"] == "assistant"
+    assert item["status"] == "in_progress"
+    assert item["id"].startswith("msg_")
     deltas = [p for p in parsed if p["type"] == "response.output_text.delta"]
     assert [d["delta"] for d in deltas] == ["Hel", "lo"]
     for d in deltas:
@@ -92,8 +96,10 @@ def test_a_text_answer_streams_the_reference_sequence() -> None:
     }
     assert parsed[8]["item"]["status"] == "completed"
     final = parsed[-1]["response"]
-    assert final["id"] == created["id"] and final["status"] == "completed"
-    assert final["incomplete_details"] is None and final["error"] is None
+    assert final["id"] == created["id"]
+    assert final["status"] == "completed"
+    assert final["incomplete_details"] is None
+    assert final["error"] is None
     assert final["output"] == [parsed[8]["item"]]
     assert final["usage"] == {
         "input_tokens": 9,
@@ -136,12 +142,14 @@ def test_text_then_tool_calls_close_each_item_before_the_next() -> None:
         "response.completed",
     ]
     first = parsed[8]["item"]
-    assert first["type"] == "function_call" and first["id"].startswith("fc_")
+    assert first["type"] == "function_call"
+    assert first["id"].startswith("fc_")
     assert (first["call_id"], first["name"], first["arguments"]) == ("call_1", "weather", "")
     assert parsed[8]["output_index"] == 1
     argument_deltas = parsed[9:11]
     assert all(d["item_id"] == first["id"] and d["output_index"] == 1 for d in argument_deltas)
-    assert parsed[11]["arguments"] == '{"city": "Paris"}' and parsed[11]["name"] == "weather"
+    assert parsed[11]["arguments"] == '{"city": "Paris"}'
+    assert parsed[11]["name"] == "weather"
     final = parsed[-1]["response"]
     calls = [i for i in final["output"] if i["type"] == "function_call"]
     assert [(c["call_id"], c["arguments"], c["status"]) for c in calls] == [
@@ -153,7 +161,8 @@ def test_text_then_tool_calls_close_each_item_before_the_next() -> None:
 
 def test_the_output_limit_makes_the_response_incomplete() -> None:
     parsed, ended, done = stream([Delta("abc", 2), Finished("length", USAGE)])
-    assert ended and names(parsed)[-1] == "response.incomplete"
+    assert ended
+    assert names(parsed)[-1] == "response.incomplete"
     final = parsed[-1]["response"]
     assert final["status"] == "incomplete"
     assert final["incomplete_details"] == {"reason": "max_output_tokens"}
@@ -176,7 +185,8 @@ def test_a_transport_failure_is_response_failed_too() -> None:
     encoder = ResponsesEncoder("m", ECHO)
     encoder.opening()
     document = encoder.error("internal error while streaming")
-    assert document.kind == "error" and document.event == "response.failed"
+    assert document.kind == "error"
+    assert document.event == "response.failed"
     payload = json.loads(document.data)
     assert payload["sequence_number"] == 2
     assert payload["response"]["error"]["message"] == "internal error while streaming"
@@ -244,14 +254,16 @@ def refused(body: dict[str, Any]) -> InvalidRequest:
 )
 def test_hosted_tools_are_refused_by_name(tool: str) -> None:
     error = refused({"input": "hi", "tools": [{"type": tool}]})
-    assert error.param == "tools[0].type" and tool in error.message
+    assert error.param == "tools[0].type"
+    assert tool in error.message
 
 
 @pytest.mark.parametrize("part", ["input_image", "input_file", "input_audio"])
 def test_other_modalities_are_refused_by_name(part: str) -> None:
     content = [{"type": "input_text", "text": "look"}, {"type": part, "image_url": "x"}]
     error = refused({"input": [{"role": "user", "content": content}]})
-    assert error.param == "input[0].content[1].type" and part in error.message
+    assert error.param == "input[0].content[1].type"
+    assert part in error.message
 
 
 @pytest.mark.parametrize(
@@ -284,7 +296,8 @@ def test_bad_fields_are_400s_naming_them(body: dict[str, Any], param: str) -> No
 def test_metadata_at_its_limits_is_accepted_and_echoed() -> None:
     metadata = {f"{i:0>64}": "v" * 512 for i in range(16)}
     request = parse({"input": "hi", "metadata": metadata, "user": "u"})
-    assert request.echo is not None and request.echo["metadata"] == metadata
+    assert request.echo is not None
+    assert request.echo["metadata"] == metadata
 
 
 def test_items_become_chat_turns() -> None:
@@ -366,11 +379,13 @@ def entry(n: int, owner: str | None = None, text: str = "") -> StoredResponse:
 
 def test_the_store_evicts_the_least_recently_used_past_its_count() -> None:
     store = ResponseStore(max_count=2, max_bytes=1 << 20, ttl=60)
-    assert store.put(entry(1)) and store.put(entry(2))
+    assert store.put(entry(1))
+    assert store.put(entry(2))
     assert store.get("resp_1", None) is not None  # 1 is now the more recent
     store.put(entry(3))
     assert store.get("resp_2", None) is None
-    assert store.get("resp_1", None) is not None and store.get("resp_3", None) is not None
+    assert store.get("resp_1", None) is not None
+    assert store.get("resp_3", None) is not None
     assert len(store) == 2
 
 
@@ -379,7 +394,8 @@ def test_the_store_keeps_within_its_bytes() -> None:
     store = ResponseStore(max_count=100, max_bytes=2 * size + 10, ttl=60)
     for n in range(1, 4):
         store.put(entry(n, text="x" * 100))
-    assert len(store) == 2 and store.bytes <= 2 * size + 10
+    assert len(store) == 2
+    assert store.bytes <= 2 * size + 10
     assert store.get("resp_1", None) is None
     assert not store.put(entry(9, text="x" * (3 * size)))  # larger than the whole store
 
@@ -392,17 +408,22 @@ def test_stored_responses_expire() -> None:
     assert store.get("resp_1", None) is not None
     clock.now = 30.0
     assert store.get("resp_1", None) is None
-    assert len(store) == 0 and store.bytes == 0
+    assert len(store) == 0
+    assert store.bytes == 0
 
 
 def test_each_owner_sees_and_deletes_only_its_own() -> None:
     store = ResponseStore(max_count=10, max_bytes=1 << 20, ttl=30)
     store.put(entry(1, owner="a"))
-    assert store.get("resp_1", "b") is None and not store.delete("resp_1", "b")
-    assert store.delete("resp_1", "a") and store.get("resp_1", "a") is None
+    assert store.get("resp_1", "b") is None
+    assert not store.delete("resp_1", "b")
+    assert store.delete("resp_1", "a")
+    assert store.get("resp_1", "a") is None
 
 
 @pytest.mark.parametrize(("count", "size", "ttl"), [(0, 100, 1.0), (5, 0, 1.0), (5, 100, 0.0)])
 def test_any_bound_at_zero_turns_storing_off(count: int, size: int, ttl: float) -> None:
     store = ResponseStore(max_count=count, max_bytes=size, ttl=ttl)
-    assert not store.enabled and not store.put(entry(1)) and len(store) == 0
+    assert not store.enabled
+    assert not store.put(entry(1))
+    assert len(store) == 0
