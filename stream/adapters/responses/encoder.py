@@ -17,6 +17,7 @@ answers agree. A completed or incomplete response is handed to ``on_done`` (the 
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,11 @@ from ..choices import SERVER_ENDS
 __all__ = ["ResponsesEncoder", "usage_object"]
 
 _END = Document(b"", "end")  # no sentinel: the final response event ends the stream
+_DELTA = "response.output_text.delta"
+_DELTA_HEAD = b'{"type":"response.output_text.delta","sequence_number":'
+_DELTA_TAIL = b',"logprobs":[]}'
+# The stdlib's C encoder for one JSON string, as json.dumps(text, ensure_ascii=False) writes it.
+_json_string = json.encoder.encode_basestring
 
 
 def usage_object(usage: Usage) -> dict[str, Any]:
@@ -69,6 +75,7 @@ class ResponsesEncoder:
         #: Text or argument fragments of the open item.
         self._texts: list[str] = []
         self._final: dict[str, Any] | None = None
+        self._delta_middle = b""
 
     # -- the response object ------------------------------------------------------------
 
@@ -180,10 +187,22 @@ class ResponsesEncoder:
                 }
                 documents += self._start(item)
                 self._texts = []
+                # Every text delta of this item is the same bytes around its sequence
+                # number and text: build them once (the token path's cost).
+                place = f'"item_id":"{item["id"]}","output_index":{len(self.output) - 1}'
+                self._delta_middle = f',{place},"content_index":0,"delta":'.encode()
             self._texts.append(event.text)
-            place = {"item_id": self._open_id, "output_index": len(self.output) - 1}
-            delta = {**place, "content_index": 0, "delta": event.text, "logprobs": []}
-            documents.append(self._event("response.output_text.delta", delta))
+            data = b"".join(
+                (
+                    _DELTA_HEAD,
+                    str(self._sequence).encode(),
+                    self._delta_middle,
+                    _json_string(event.text).encode(),
+                    _DELTA_TAIL,
+                )
+            )
+            self._sequence += 1
+            documents.append(Document(data, "event", _DELTA))
             return documents
         if isinstance(event, ToolCallDelta):
             documents = []
