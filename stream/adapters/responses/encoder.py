@@ -189,8 +189,8 @@ class ResponsesEncoder:
                 self._texts = []
                 # Every text delta of this item is the same bytes around its sequence
                 # number and text: build them once (the token path's cost).
-                place = f'"item_id":"{item["id"]}","output_index":{len(self.output) - 1}'
-                self._delta_middle = f',{place},"content_index":0,"delta":'.encode()
+                at = f'"item_id":"{item["id"]}","output_index":{len(self.output) - 1}'
+                self._delta_middle = f',{at},"content_index":0,"delta":'.encode()
             self._texts.append(event.text)
             data = b"".join(
                 (
