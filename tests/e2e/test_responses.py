@@ -286,6 +286,25 @@ def test_what_cannot_be_served_is_a_400_naming_it(
     assert error["type"] == "invalid_request_error"
 
 
+def test_a_deadline_fails_the_response_in_its_own_shape(server: RunningServer) -> None:
+    body = {"input": QUESTION, "ignore_eos": True, "max_output_tokens": 4000, "timeout": 0.5}
+    whole = httpx.post(server.api + "/responses", json=body, timeout=120)
+    assert whole.status_code == 504
+    assert whole.json()["error"]["code"] == "deadline_exceeded"
+    with httpx.stream(
+        "POST", server.api + "/responses", json={**body, "stream": True}, timeout=120
+    ) as reply:
+        text = reply.read().decode()
+    events = [json.loads(line[6:]) for line in text.split("\n") if line.startswith("data: ")]
+    assert [e["type"] for e in events[:2]] == ["response.created", "response.in_progress"]
+    failed = events[-1]
+    assert failed["type"] == "response.failed"
+    assert failed["response"]["status"] == "failed"
+    assert failed["response"]["error"]["code"] == "deadline_exceeded"
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    server.wait_idle()
+
+
 @pytest.fixture(scope="module")
 def keyed_server() -> Iterator[RunningServer]:
     with running_server(api_keys="key-a,key-b", responses_store_size=2) as running:

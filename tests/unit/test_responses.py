@@ -97,6 +97,8 @@ def test_a_text_answer_streams_the_reference_sequence() -> None:
     assert parsed[8]["item"]["status"] == "completed"
     final = parsed[-1]["response"]
     assert final["id"] == created["id"]
+    assert created["completed_at"] is None
+    assert final["completed_at"] >= created["created_at"]
     assert final["status"] == "completed"
     assert final["incomplete_details"] is None
     assert final["error"] is None
@@ -220,7 +222,11 @@ def test_whole_is_the_streamed_final_response(pieces: list[tuple[str, str]], rea
     def shape(response: dict[str, Any]) -> Any:
         # Ids are fresh per response; everything else must agree.
         items = [{k: v for k, v in i.items() if k != "id"} for i in response["output"]]
-        rest = {k: v for k, v in response.items() if k not in ("id", "output", "created_at")}
+        rest = {
+            k: v
+            for k, v in response.items()
+            if k not in ("id", "output", "created_at", "completed_at")
+        }
         return items, rest
 
     assert shape(whole) == shape(streamed)
@@ -287,6 +293,7 @@ def test_other_modalities_are_refused_by_name(part: str) -> None:
         ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0].type"),
         ({"input": [{"type": "function_call", "call_id": "c", "name": "f"}]}, "input[0].arguments"),
         ({"input": "hi", "n": 2}, "n"),
+        ({"input": "hi", "include": ["message.output_text.logprobs"]}, "include"),
     ],
 )
 def test_bad_fields_are_400s_naming_them(body: dict[str, Any], param: str) -> None:

@@ -168,7 +168,8 @@ def _refuse(body: Mapping[str, Any]) -> None:
     """What Sluice cannot honour, by name, before anything else is read."""
     refusals = {
         "background": body.get("background") not in (None, False),
-        "include": body.get("include") not in (None, []),
+        # Sluice writes no reasoning items, so there is never encrypted reasoning to include.
+        "include": not _strings(body.get("include"), {"reasoning.encrypted_content"}),
         "top_logprobs": body.get("top_logprobs") not in (None, 0),
         "conversation": body.get("conversation") is not None,
         "prompt": body.get("prompt") is not None,
@@ -188,6 +189,11 @@ def _refuse(body: Mapping[str, Any]) -> None:
         raise InvalidRequest(
             "'prompt_cache_retention' may only be 'in_memory' here.", param="prompt_cache_retention"
         )
+
+
+def _strings(value: Any, allowed: set[str]) -> bool:
+    """``value`` is absent, or a list of strings from ``allowed``."""
+    return value is None or (isinstance(value, list) and all(v in allowed for v in value))
 
 
 def _input(value: Any) -> tuple[dict[str, Any], ...]:
