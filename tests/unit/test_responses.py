@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from model.events import Delta, Event, Finished, ToolCallDelta, Usage
 from stream.adapters.responses import ResponsesEncoder, ResponseStore, StoredResponse, parse
-from stream.adapters.responses.request import messages, tools_of
+from stream.adapters.responses.items import messages
+from stream.adapters.responses.request import tools_of
 from stream.errors import DeadlineExceeded, InvalidRequest
 from stream.transports.sse import frames
 

@@ -25,7 +25,8 @@ from stream.plan import Adapter, Limits, Model, Plan
 from stream.routes import Handler, Request
 
 from .encoder import ResponsesEncoder
-from .request import ResponsesRequest, messages, parse, tools_of
+from .items import messages
+from .request import ResponsesRequest, parse, tools_of
 from .store import ResponseStore, StoredResponse
 
 __all__ = [

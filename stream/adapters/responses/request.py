@@ -7,14 +7,13 @@ chosen for a local server:
 * ``truncation: "auto"`` is refused (400): Sluice never drops conversation items to fit;
 * a function tool's ``strict`` defaults to false (OpenAI's default is true): a schema that
   breaks the strict rules is then served rather than refused;
-* ``reasoning`` is accepted and has no effect yet (its ``effort`` is validated);
-* ``reasoning`` input items are dropped (chat templates drop earlier turns' reasoning);
-  ``item_reference`` items are refused.
+* ``reasoning`` is accepted and has no effect yet (its ``effort`` is validated).
+
+Input items are read in :mod:`.items`.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +23,9 @@ from stream.errors import InvalidRequest
 
 from ..chat import ResponseFormat
 from ..openai import OpenAIRequest, boolean, common_fields, integer
+from .items import input_items
 
-__all__ = ["ResponsesRequest", "messages", "parse", "tools_of"]
+__all__ = ["ResponsesRequest", "parse", "tools_of"]
 
 #: Sluice's own extensions, as on the other routes.
 _EXTENSIONS = {"top_k", "min_p", "repeat_penalty", "seed", "ignore_eos", "timeout"}
@@ -54,7 +54,6 @@ _FIELDS = frozenset(
     }
     | _EXTENSIONS
 )
-_ROLES = {"user", "assistant", "system", "developer"}
 #: Tool types OpenAI hosts itself; Sluice runs only the client's functions.
 _HOSTED_TOOLS = {
     "web_search",
@@ -71,7 +70,6 @@ _HOSTED_TOOLS = {
     "apply_patch",
     "custom",
 }
-_NOT_TEXT = {"input_image", "input_file", "input_audio"}
 _EFFORTS = {"none", "minimal", "low", "medium", "high", "xhigh"}
 
 
@@ -109,7 +107,7 @@ def parse(
     # common_fields reads the sampling fields every OpenAI route shares; OpenAI's Responses
     # API takes no n, stop, penalties, logprobs or logit bias.
     fields = common_fields(body, _FIELDS, max_tokens)
-    input_items = _input(body.get("input"))
+    items = input_items(body.get("input"))
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):
         raise InvalidRequest("'instructions' must be a string.", param="instructions")
@@ -151,8 +149,8 @@ def parse(
     }
     return ResponsesRequest(
         **fields,
-        input_items=input_items,
-        conversation=(previous or ()) + input_items,
+        input_items=items,
+        conversation=(previous or ()) + items,
         instructions=instructions,
         text_format=text_format,
         tools=tools,
@@ -194,128 +192,6 @@ def _refuse(body: Mapping[str, Any]) -> None:
 def _strings(value: Any, allowed: set[str]) -> bool:
     """``value`` is absent, or a list of strings from ``allowed``."""
     return value is None or (isinstance(value, list) and all(v in allowed for v in value))
-
-
-def _input(value: Any) -> tuple[dict[str, Any], ...]:
-    if value is None:
-        raise InvalidRequest("Missing required parameter: 'input'.", param="input")
-    if isinstance(value, str):
-        return (_message_item("user", [_text_part(value)]),)
-    if not isinstance(value, list) or not value:
-        raise InvalidRequest(
-            "'input' must be a string or a non-empty array of items.", param="input"
-        )
-    items: list[dict[str, Any]] = []
-    for i, item in enumerate(value):
-        at = f"input[{i}]"
-        if not isinstance(item, dict):
-            raise InvalidRequest(f"'{at}' must be an object.", param=at)
-        kind = item.get("type", "message")
-        if kind == "message":
-            items.append(_message(item, at))
-        elif kind == "function_call":
-            items.append(
-                {
-                    "type": "function_call",
-                    "id": _string(item, "id", at, required=False) or _item_id("fc"),
-                    "call_id": _string(item, "call_id", at),
-                    "name": _string(item, "name", at),
-                    "arguments": _string(item, "arguments", at),
-                    "status": "completed",
-                }
-            )
-        elif kind == "function_call_output":
-            items.append(
-                {
-                    "type": "function_call_output",
-                    "id": _string(item, "id", at, required=False) or _item_id("fco"),
-                    "call_id": _string(item, "call_id", at),
-                    "output": _output(item.get("output"), at),
-                    "status": "completed",
-                }
-            )
-        elif kind == "reasoning":
-            continue
-        else:
-            raise InvalidRequest(
-                f"'{at}.type' {kind!r} is not supported: Sluice takes 'message', "
-                "'function_call' and 'function_call_output' items.",
-                param=f"{at}.type",
-            )
-    if not items:
-        raise InvalidRequest("'input' holds no message or function call items.", param="input")
-    return tuple(items)
-
-
-def _item_id(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(12)}"
-
-
-def _text_part(text: str, kind: str = "input_text") -> dict[str, Any]:
-    return {"type": kind, "text": text}
-
-
-def _message_item(role: str, content: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": "message", "id": _item_id("msg"), "role": role, "content": content}
-
-
-def _message(item: Mapping[str, Any], at: str) -> dict[str, Any]:
-    role = item.get("role")
-    if not isinstance(role, str) or role not in _ROLES:
-        raise InvalidRequest(
-            f"Invalid value for '{at}.role': {role!r}; expected one of "
-            f"{', '.join(sorted(_ROLES))}.",
-            param=f"{at}.role",
-        )
-    content = item.get("content")
-    kind = "output_text" if role == "assistant" else "input_text"
-    if isinstance(content, str):
-        parts = [_text_part(content, kind)]
-    elif isinstance(content, list):
-        parts = [_part(part, f"{at}.content[{j}]", kind) for j, part in enumerate(content)]
-    else:
-        raise InvalidRequest(
-            f"'{at}.content' must be a string or an array of parts.", param=f"{at}.content"
-        )
-    entry = _message_item(role, parts)
-    if isinstance(item.get("id"), str):
-        entry["id"] = item["id"]
-    return entry
-
-
-def _part(part: Any, at: str, kind: str) -> dict[str, Any]:
-    given = part.get("type") if isinstance(part, dict) else None
-    if given in _NOT_TEXT:
-        raise InvalidRequest(
-            f"'{at}' is an {given} part; Sluice serves text models only.", param=f"{at}.type"
-        )
-    # Assistant turns a client sends back may carry refusals; they are the turn's text.
-    texts = {"input_text": "text", "output_text": "text", "refusal": "refusal"}
-    key = texts.get(given) if isinstance(given, str) else None
-    if key is None or not isinstance(part.get(key), str):
-        raise InvalidRequest(
-            f"'{at}' must be a text part ({{'type': 'input_text', 'text': ...}}).", param=at
-        )
-    return _text_part(part[key], kind)
-
-
-def _string(item: Mapping[str, Any], name: str, at: str, *, required: bool = True) -> str:
-    value = item.get(name)
-    if value is None and not required:
-        return ""
-    if not isinstance(value, str):
-        raise InvalidRequest(f"'{at}.{name}' must be a string.", param=f"{at}.{name}")
-    return value
-
-
-def _output(value: Any, at: str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return "".join(
-            _part(p, f"{at}.output[{j}]", "input_text")["text"] for j, p in enumerate(value)
-        )
-    raise InvalidRequest(f"'{at}.output' must be a string or text parts.", param=f"{at}.output")
 
 
 def _tools(value: Any) -> list[dict[str, Any]] | None:
@@ -438,29 +314,3 @@ def _reasoning(value: Any) -> dict[str, Any]:
             param="reasoning.effort",
         )
     return {"effort": effort, "summary": value.get("summary")}
-
-
-def messages(items: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
-    """The conversation as chat messages (the shape ``Model.chat_prompt`` takes):
-    consecutive function calls join one assistant turn, outputs become ``tool`` turns."""
-    out: list[dict[str, Any]] = []
-    for item in items:
-        kind = item["type"]
-        if kind == "message":
-            role = "system" if item["role"] == "developer" else item["role"]
-            out.append({"role": role, "content": "".join(p["text"] for p in item["content"])})
-        elif kind == "function_call":
-            call = {
-                "id": item["call_id"],
-                "type": "function",
-                "function": {"name": item["name"], "arguments": item["arguments"]},
-            }
-            last = out[-1] if out else None
-            if last is not None and last["role"] == "assistant":
-                last.setdefault("tool_calls", []).append(call)
-                last["content"] = last["content"] or None
-            else:
-                out.append({"role": "assistant", "content": None, "tool_calls": [call]})
-        else:
-            out.append({"role": "tool", "content": item["output"], "tool_call_id": item["call_id"]})
-    return out
