@@ -30,6 +30,7 @@ from .request import ResponsesRequest, parse, tools_of
 from .store import ResponseStore, StoredResponse
 
 __all__ = [
+    "Generate",
     "ResponseStore",
     "ResponsesEncoder",
     "ResponsesRequest",
@@ -104,7 +105,7 @@ def plan(
     return Plan(generation, encoder, request.stream)
 
 
-def owner_of(request: Request, private: bool) -> str | None:
+def _owner(request: Request, private: bool) -> str | None:
     """Who may see what this request stores: a hash of its API key when keys are on."""
     if not private:
         return None
@@ -117,7 +118,7 @@ def create(generate: Generate, store: ResponseStore, *, private: bool) -> Handle
     stored responses."""
 
     async def handle(request: Request) -> ASGIApp:
-        owner = owner_of(request, private)
+        owner = _owner(request, private)
 
         def parse_body(body: dict[str, Any]) -> ResponsesRequest:
             previous_id = body.get("previous_response_id")
@@ -149,7 +150,7 @@ def create(generate: Generate, store: ResponseStore, *, private: bool) -> Handle
 
 def _stored(store: ResponseStore, request: Request, private: bool) -> tuple[StoredResponse, str]:
     response_id, _, rest = request.params["id"].partition("/")
-    stored = store.get(response_id, owner_of(request, private))
+    stored = store.get(response_id, _owner(request, private))
     if stored is None or rest not in ("", "input_items"):
         raise NotFound(
             f"Response with id {response_id!r} not found.", param="response_id", code="not_found"
@@ -204,7 +205,7 @@ def delete(store: ResponseStore, *, private: bool) -> Handler:
 
     async def handle(request: Request) -> ASGIApp:
         stored, rest = _stored(store, request, private)
-        if rest or not store.delete(stored.id, owner_of(request, private)):
+        if rest or not store.delete(stored.id, _owner(request, private)):
             raise NotFound(f"Response with id {stored.id!r} not found.", code="not_found")
         return JSONResponse({"id": stored.id, "object": "response.deleted", "deleted": True})
 

@@ -53,7 +53,7 @@ class ResponsesEncoder:
     """Builds every document of one response (see the module notes).
 
     ``echo``: the request fields the response object repeats; ``on_done``: called with the
-    final response object and its output items once it completes (not when it fails).
+    final response object once it is completed or incomplete (not when it fails).
     """
 
     def __init__(
