@@ -35,8 +35,10 @@ __all__ = [
     "ResponsesEncoder",
     "ResponsesRequest",
     "StoredResponse",
+    "adapter",
     "create",
     "delete",
+    "owner_of",
     "parse",
     "plan",
     "retrieve",
@@ -105,12 +107,48 @@ def plan(
     return Plan(generation, encoder, request.stream)
 
 
-def _owner(request: Request, private: bool) -> str | None:
-    """Who may see what this request stores: a hash of its API key when keys are on."""
+def owner_of(headers: Headers, private: bool) -> str | None:
+    """Who may see what a request stores: a hash of its API key when keys are on
+    (``private``), else everyone (None)."""
     if not private:
         return None
-    _, _, key = Headers(scope=request.scope).get("authorization", "").partition(" ")
+    _, _, key = headers.get("authorization", "").partition(" ")
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _owner(request: Request, private: bool) -> str | None:
+    return owner_of(Headers(scope=request.scope), private)
+
+
+def adapter(store: ResponseStore, owner: str | None) -> Adapter[ResponsesRequest]:
+    """The adapter for one request by ``owner`` (see :func:`owner_of`): ``previous_response_id``
+    is looked up among, and the finished response stored as, ``owner``'s. Any transport
+    (HTTP here, a WebSocket) runs it through the pipeline."""
+
+    def parse_body(body: dict[str, Any]) -> ResponsesRequest:
+        previous_id = body.get("previous_response_id")
+        previous = None
+        if isinstance(previous_id, str):
+            stored = store.get(previous_id, owner)
+            if stored is None:
+                raise InvalidRequest(
+                    f"Previous response with id {previous_id!r} not found"
+                    + ("." if store.enabled else " (this server stores no responses)."),
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+            previous = stored.conversation
+        return parse(body, previous)
+
+    def plan_request(parsed: ResponsesRequest, model: Model, limits: Limits) -> Plan:
+        def keep(response: dict[str, Any]) -> None:
+            if parsed.store:
+                conversation = parsed.conversation + tuple(response["output"])
+                store.put(StoredResponse(response, conversation, parsed.input_items, owner))
+
+        return plan(parsed, model, limits, on_done=keep)
+
+    return Adapter(parse_body, plan_request)
 
 
 def create(generate: Generate, store: ResponseStore, *, private: bool) -> Handler:
@@ -118,32 +156,7 @@ def create(generate: Generate, store: ResponseStore, *, private: bool) -> Handle
     stored responses."""
 
     async def handle(request: Request) -> ASGIApp:
-        owner = _owner(request, private)
-
-        def parse_body(body: dict[str, Any]) -> ResponsesRequest:
-            previous_id = body.get("previous_response_id")
-            previous = None
-            if isinstance(previous_id, str):
-                stored = store.get(previous_id, owner)
-                if stored is None:
-                    raise InvalidRequest(
-                        f"Previous response with id {previous_id!r} not found"
-                        + ("." if store.enabled else " (this server stores no responses)."),
-                        param="previous_response_id",
-                        code="previous_response_not_found",
-                    )
-                previous = stored.conversation
-            return parse(body, previous)
-
-        def plan_request(parsed: ResponsesRequest, model: Model, limits: Limits) -> Plan:
-            def keep(response: dict[str, Any]) -> None:
-                if parsed.store:
-                    conversation = parsed.conversation + tuple(response["output"])
-                    store.put(StoredResponse(response, conversation, parsed.input_items, owner))
-
-            return plan(parsed, model, limits, on_done=keep)
-
-        return await generate(Adapter(parse_body, plan_request), request)
+        return await generate(adapter(store, _owner(request, private)), request)
 
     return handle
 
