@@ -15,12 +15,21 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from starlette.responses import JSONResponse
+from starlette.types import Message
 
 from model.events import Delta, Event, Finished, ToolCallDelta, Usage
-from stream.adapters.responses import ResponsesEncoder, ResponseStore, StoredResponse, parse
+from stream.adapters.responses import (
+    ResponsesEncoder,
+    ResponseStore,
+    StoredResponse,
+    parse,
+    retrieve,
+)
 from stream.adapters.responses.items import messages
 from stream.adapters.responses.request import tools_of
-from stream.errors import DeadlineExceeded, InvalidRequest
+from stream.errors import DeadlineExceeded, InvalidRequest, NotFound
+from stream.routes import Request
 from stream.transports.sse import frames
 
 USAGE = Usage(prompt_tokens=9, completion_tokens=4, cached_tokens=6)
@@ -435,3 +444,39 @@ def test_any_bound_at_zero_turns_storing_off(count: int, size: int, ttl: float) 
     assert not store.enabled
     assert not store.put(entry(1))
     assert len(store) == 0
+
+
+# -- stored responses over HTTP -----------------------------------------------------------
+
+
+async def get(store: ResponseStore, path: str, query: str = "") -> Any:
+    scope = {"type": "http", "method": "GET", "headers": [], "query_string": query.encode()}
+    handler = retrieve(store, private=False)
+    response = await handler(Request(scope, _no_receive, params={"id": path}))
+    assert isinstance(response, JSONResponse)
+    return json.loads(response.body)
+
+
+async def _no_receive() -> Message:
+    raise AssertionError("a GET handler reads no body")
+
+
+@pytest.mark.anyio
+async def test_input_items_are_listed_in_pages() -> None:
+    store = ResponseStore(max_count=10, max_bytes=1 << 20, ttl=60)
+    items = tuple({"type": "message", "id": f"msg_{n}", "role": "user"} for n in range(5))
+    store.put(StoredResponse({"id": "resp_1"}, items, items))
+    assert await get(store, "resp_1") == {"id": "resp_1"}
+    newest = await get(store, "resp_1/input_items", "limit=2")
+    assert [i["id"] for i in newest["data"]] == ["msg_4", "msg_3"]
+    assert (newest["first_id"], newest["last_id"], newest["has_more"]) == ("msg_4", "msg_3", True)
+    rest = await get(store, "resp_1/input_items", "order=asc&after=msg_2")
+    assert [i["id"] for i in rest["data"]] == ["msg_3", "msg_4"]
+    assert rest["has_more"] is False
+    for query, param in [("limit=0", "limit"), ("order=up", "order"), ("stream=true", "stream")]:
+        with pytest.raises(InvalidRequest) as caught:
+            await get(store, "resp_1/input_items", query)
+        assert caught.value.param == param
+    for path in ["resp_2", "resp_1/other"]:
+        with pytest.raises(NotFound):
+            await get(store, path)
