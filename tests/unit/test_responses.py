@@ -454,7 +454,7 @@ async def get(store: ResponseStore, path: str, query: str = "") -> Any:
     handler = retrieve(store, private=False)
     response = await handler(Request(scope, _no_receive, params={"id": path}))
     assert isinstance(response, JSONResponse)
-    return json.loads(response.body)
+    return json.loads(bytes(response.body))
 
 
 async def _no_receive() -> Message:
