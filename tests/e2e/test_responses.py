@@ -111,6 +111,15 @@ def test_a_raw_stream_is_typed_numbered_events_without_done(server: RunningServe
     final = events[-1]["response"]
     assert deltas == final["output"][0]["content"][0]["text"]
     assert final["usage"]["output_tokens"] <= 8
+    # The SDK's own iteration of the same stream (temperature 0: the same text).
+    stream = client(server).responses.create(
+        model="m", input=QUESTION, max_output_tokens=8, temperature=0, stream=True
+    )
+    typed = list(stream)
+    assert [e.type for e in typed] == types
+    last = typed[-1]
+    assert last.type in ("response.completed", "response.incomplete")
+    assert last.response.output_text == deltas
 
 
 def test_stream_helper_and_parse_with_a_pydantic_model(server: RunningServer) -> None:
