@@ -312,7 +312,10 @@ def test_bad_fields_are_400s_naming_them(body: dict[str, Any], param: str) -> No
 
 def test_metadata_at_its_limits_is_accepted_and_echoed() -> None:
     metadata = {f"{i:0>64}": "v" * 512 for i in range(16)}
-    request = parse({"input": "hi", "metadata": metadata, "user": "u"})
+    request = parse(
+        {"input": "hi", "metadata": metadata, "user": "u", "reasoning": {"effort": "low"}}
+    )
+    assert request.reasoning_effort == "low"
     assert request.echo is not None
     assert request.echo["metadata"] == metadata
 

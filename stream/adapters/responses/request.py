@@ -90,6 +90,9 @@ class ResponsesRequest(OpenAIRequest):
     parallel_tool_calls: bool = True
     store: bool = True
     previous_response_id: str | None = None
+    #: ``reasoning.effort`` as asked (validated; no effect yet: the hook for model families
+    #: that take an effort in their template).
+    reasoning_effort: str | None = None
     #: Request fields a response echoes (``tools``, ``text``, ``metadata``, ...), as the
     #: API reference shows them.
     echo: Mapping[str, Any] | None = None
@@ -131,13 +134,14 @@ def parse(
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise InvalidRequest("'user' must be a string.", param="user")
+    reasoning = _reasoning(body.get("reasoning"))
     echo = {
         "instructions": instructions,
         "max_output_tokens": max_tokens,
         "metadata": metadata,
         "parallel_tool_calls": parallel is not False,
         "previous_response_id": previous_id,
-        "reasoning": _reasoning(body.get("reasoning")),
+        "reasoning": reasoning,
         "store": store is not False,
         "temperature": fields["sampling"].temperature,
         "text": text,
@@ -158,6 +162,7 @@ def parse(
         parallel_tool_calls=parallel is not False,
         store=store is not False,
         previous_response_id=previous_id,
+        reasoning_effort=reasoning["effort"],
         echo=echo,
     )
 
