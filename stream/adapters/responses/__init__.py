@@ -1,12 +1,13 @@
 """The Responses API (``/v1/responses``): parse, plan, encode, and the stored responses.
 
-``request`` validates a body (input items, tools, text format; its deviations from the
-OpenAI reference are listed there), ``encoder`` turns engine events into the ``response``
-object or its typed stream events, ``store`` keeps finished responses for
-``previous_response_id`` and the ``GET``/``DELETE`` routes. A continuation's prompt is the
-stored conversation (earlier inputs and outputs) plus the new input, rendered by the chat
-template as a chat would be, so the engine's prefix cache reuses the parent's KV cache
-where a slot still holds it.
+``request`` validates a body (tools, text format, bookkeeping; its deviations from the
+OpenAI reference are listed there), ``items`` its input items, ``encoder`` turns engine
+events into the ``response`` object or its typed stream events, ``store`` keeps finished
+responses for ``previous_response_id`` and the ``GET``/``DELETE`` routes. A continuation's
+prompt is the stored conversation (earlier inputs and outputs) plus the new input, rendered
+by the chat template as a chat would be, so the engine's prefix cache reuses the parent's KV
+cache where a slot still holds it. :func:`adapter` binds one request's owner and the store:
+the HTTP route here runs it through the pipeline, and so can any other transport.
 """
 
 from __future__ import annotations
