@@ -422,12 +422,19 @@ def test_the_store_keeps_within_its_bytes() -> None:
 
 def test_stored_responses_expire() -> None:
     clock = Clock()
-    store = ResponseStore(max_count=10, max_bytes=1 << 20, ttl=30, clock=clock)
+    store = ResponseStore(max_count=2, max_bytes=1 << 20, ttl=30, clock=clock)
     store.put(entry(1))
     clock.now = 29.9
-    assert store.get("resp_1", None) is not None
+    store.put(entry(2))
+    assert store.get("resp_1", None) is not None  # resp_2 is now the least recently used
     clock.now = 30.0
+    # Storing drops what expired first, so an expired entry never pushes a live one out.
+    store.put(entry(3))
     assert store.get("resp_1", None) is None
+    assert store.get("resp_2", None) is not None
+    assert store.bytes == entry(2).size() + entry(3).size()
+    clock.now = 60.0
+    assert store.get("resp_2", None) is None
     assert len(store) == 0
     assert store.bytes == 0
 

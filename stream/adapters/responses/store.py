@@ -88,6 +88,7 @@ class ResponseStore:
         if not self.enabled or size > self.max_bytes:
             return False
         with self._lock:
+            self._expire()
             self._drop(entry.id)
             self._entries[entry.id] = (entry, size, self._clock() + self.ttl)
             self._bytes += size
