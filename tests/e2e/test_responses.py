@@ -367,25 +367,40 @@ def test_an_agent_runs_its_function_tool(server: RunningServer) -> None:
         return f"Sunny in {city}"
 
     sdk = openai.AsyncOpenAI(base_url=server.api, api_key="unused", max_retries=0, timeout=120)
+    # The small model calls no tool unprompted: force one call (with parallel calls allowed it
+    # goes on calling until the output limit).
+    forced = ModelSettings(
+        tool_choice="required", parallel_tool_calls=False, temperature=0, max_tokens=400
+    )
     agent = Agent(
         name="forecaster",
         instructions="Use the tool to answer.",
         tools=[get_weather],
         model=OpenAIResponsesModel(model="local", openai_client=sdk),
-        # One call: with parallel calls allowed the small model goes on calling until the
-        # output limit.
-        model_settings=ModelSettings(
-            tool_choice="required", parallel_tool_calls=False, temperature=0, max_tokens=120
-        ),
+        model_settings=forced,
         tool_use_behavior="stop_on_first_tool",
     )
+    # The whole loop: call, result back as a function_call_output item, then an answer
+    # (the forced choice is reset after the call, as the Agents SDK does by default).
+    looping = agent.clone(tool_use_behavior="run_llm_again")
 
-    async def run() -> Any:
+    async def run() -> tuple[Any, list[str], Any]:
         try:
-            return await Runner.run(agent, "What is the weather in Paris?", max_turns=2)
+            streamed = Runner.run_streamed(agent, "What is the weather in Paris?", max_turns=2)
+            kinds: list[str] = [event.type async for event in streamed.stream_events()]
+            answered = await Runner.run(looping, "What is the weather in Paris?", max_turns=3)
+            return streamed.final_output, kinds, answered
         finally:
             await sdk.close()
 
-    result = asyncio.run(run())
-    assert len(ran) == 1
-    assert result.final_output == f"Sunny in {ran[0]}"
+    first, kinds, answered = asyncio.run(run())
+    assert "raw_response_event" in kinds
+    assert len(ran) == 2
+    assert first == f"Sunny in {ran[0]}"
+    assert isinstance(answered.final_output, str)
+    assert answered.final_output.strip()
+    assert [type(item).__name__ for item in answered.new_items] == [
+        "ToolCallItem",
+        "ToolCallOutputItem",
+        "MessageOutputItem",
+    ]
