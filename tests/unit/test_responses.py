@@ -196,11 +196,13 @@ def test_a_server_end_mid_stream_is_response_failed_and_nothing_is_stored() -> N
 def test_a_transport_failure_is_response_failed_too() -> None:
     encoder = ResponsesEncoder("m", ECHO)
     encoder.opening()
+    sent = encoder.encode(Delta("partial", 1))
     document = encoder.error("internal error while streaming")
     assert document.kind == "error"
     assert document.event == "response.failed"
     payload = json.loads(document.data)
-    assert payload["sequence_number"] == 2
+    assert payload["sequence_number"] == 2 + len(sent)  # none skipped
+    assert payload["response"]["output"][0]["status"] == "in_progress"
     assert payload["response"]["error"]["message"] == "internal error while streaming"
 
 

@@ -256,14 +256,18 @@ class ResponsesEncoder:
 
     def _failed(self, message: str, code: str, usage: Usage | None = None) -> list[Document]:
         documents = self._close("incomplete")
+        return [*documents, self._failure(message, code, usage)]
+
+    def _failure(self, message: str, code: str, usage: Usage | None = None) -> Document:
         failed = self.response("failed", usage=usage, error={"code": code, "message": message})
         document = self._event("response.failed", {"response": failed})
         document.kind = "error"
-        return [*documents, document]
+        return document
 
     def error(self, message: str) -> Document:
-        """``response.failed`` for a failure after the stream started."""
-        return self._failed(message, "server_error")[-1]
+        """``response.failed`` for a failure after the stream started (an item still open
+        stays ``in_progress``: one document, so no sequence number is skipped)."""
+        return self._failure(message, "server_error")
 
     # -- whole ----------------------------------------------------------------------------
 
