@@ -384,6 +384,67 @@ def test_flat_function_tools_are_checked_as_chat_tools_naming_flat_fields() -> N
     assert caught.value.param == "tool_choice.name"
 
 
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_KEYS = [
+    "input",
+    "instructions",
+    "tools",
+    "tool_choice",
+    "text",
+    "metadata",
+    "reasoning",
+    "max_output_tokens",
+    "temperature",
+    "store",
+    "include",
+    "truncation",
+    "user",
+]
+_ITEM = st.fixed_dictionaries(
+    {"type": st.sampled_from(["message", "function_call", "function_call_output", "reasoning"])},
+    optional={
+        "role": st.sampled_from(["user", "assistant", "developer", "tool"]),
+        "content": _JSON
+        | st.lists(
+            st.fixed_dictionaries(
+                {"type": st.sampled_from(["input_text", "output_text", "refusal"]), "text": _JSON}
+            ),
+            max_size=2,
+        ),
+        "call_id": _JSON,
+        "name": _JSON,
+        "arguments": _JSON,
+        "output": _JSON,
+    },
+)
+
+
+@given(
+    st.dictionaries(st.sampled_from(_KEYS), _JSON, max_size=5),
+    st.lists(_ITEM, max_size=4),
+)
+def test_any_body_is_a_request_or_a_400(body: dict[str, Any], items: list[dict[str, Any]]) -> None:
+    if items:
+        body = {**body, "input": items}
+    refused: InvalidRequest | None = None
+    try:
+        request = parse(body)
+        tools_of(request)
+    except InvalidRequest as exc:
+        refused = exc
+    if refused is not None:
+        assert refused.param
+        return
+    turns = messages(request.conversation)
+    assert all(isinstance(t["content"], str | None) for t in turns)
+
+
 # -- store --------------------------------------------------------------------------------
 
 

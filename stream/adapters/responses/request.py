@@ -196,7 +196,9 @@ def _refuse(body: Mapping[str, Any]) -> None:
 
 def _strings(value: Any, allowed: set[str]) -> bool:
     """``value`` is absent, or a list of strings from ``allowed``."""
-    return value is None or (isinstance(value, list) and all(v in allowed for v in value))
+    if value is None:
+        return True
+    return isinstance(value, list) and all(isinstance(v, str) and v in allowed for v in value)
 
 
 def _tools(value: Any) -> list[dict[str, Any]] | None:
