@@ -316,7 +316,9 @@ def test_a_deadline_fails_the_response_in_its_own_shape(server: RunningServer) -
 
 @pytest.fixture(scope="module")
 def keyed_server() -> Iterator[RunningServer]:
-    with running_server(api_keys="key-a,key-b", responses_store_size=2) as running:
+    with running_server(
+        api_keys="key-a,key-b", responses_store_size=2, max_body_size=64 * 1024
+    ) as running:
         yield running
 
 
@@ -328,6 +330,19 @@ def test_the_store_keeps_the_most_recent_per_its_count(keyed_server: RunningServ
     with pytest.raises(openai.NotFoundError):
         sdk.responses.retrieve(ids[0])
     assert [sdk.responses.retrieve(i).id for i in ids[1:]] == ids[1:]
+
+
+def test_the_routes_share_the_servers_limits(keyed_server: RunningServer) -> None:
+    url = keyed_server.api + "/responses"
+    key = {"authorization": "Bearer key-a"}
+    assert httpx.post(url, json={"input": "hi"}).status_code == 401
+    assert httpx.delete(url + "/resp_x").status_code == 401
+    large = httpx.post(url, json={"input": "x" * 70_000}, headers=key)
+    assert large.status_code == 413
+    assert large.json()["error"]["code"] == "request_too_large"
+    wrong = httpx.put(url + "/resp_x", headers=key)
+    assert wrong.status_code == 405
+    assert set(wrong.headers["allow"].split(", ")) == {"GET", "DELETE"}
 
 
 def test_a_stored_response_is_visible_only_to_its_key(keyed_server: RunningServer) -> None:
