@@ -22,7 +22,7 @@ from model.registry import ModelRegistry, ModelSettings
 from model.source import ModelSourceError, ResolvedModel, resolve_model
 from stream import probes
 from stream.access import JSONLogFormatter
-from stream.adapters import chat, completions, models
+from stream.adapters import chat, completions, models, responses
 from stream.app import Sluice
 from stream.config import SECONDS, Config
 from stream.metrics import Metrics
@@ -78,6 +78,12 @@ def _routes(config: Config, registry: ModelRegistry, metrics: Metrics) -> RouteT
         stream_buffer=config.stream_buffer,
         heartbeat_interval=config.heartbeat_interval,
     )
+    store = responses.ResponseStore(
+        max_count=config.responses_store_size,
+        max_bytes=config.responses_store_bytes,
+        ttl=config.responses_ttl,
+    )
+    private = bool(config.api_keys or config.api_key_file)
     return RouteTable(
         {
             "/health": Route({"GET": probes.health(registry)}, public=True),
@@ -87,6 +93,15 @@ def _routes(config: Config, registry: ModelRegistry, metrics: Metrics) -> RouteT
             "/v1/models/{id}": Route({"GET": models.model(registry)}),
             "/v1/chat/completions": Route({"POST": pipeline.handler(chat.ADAPTER)}),
             "/v1/completions": Route({"POST": pipeline.handler(completions.ADAPTER)}),
+            "/v1/responses": Route(
+                {"POST": responses.create(pipeline.generate, store, private=private)}
+            ),
+            "/v1/responses/{id}": Route(
+                {
+                    "GET": responses.retrieve(store, private=private),
+                    "DELETE": responses.delete(store, private=private),
+                }
+            ),
         }
     )
 

@@ -69,6 +69,11 @@ class Config:
     shutdown_grace: float = _opt(30 * SECONDS, "seconds in-flight streams get after SIGTERM")
     log_level: str = _opt("info", "debug, info, warning or error")
     log_json: bool = _opt(False, "write log lines as JSON objects")
+    responses_store_size: int = _opt(
+        1024, "stored /v1/responses kept, least recent evicted (0: off)"
+    )
+    responses_store_bytes: int = _opt(64 * MIB, "bytes of stored /v1/responses (0: off)")
+    responses_ttl: float = _opt(3600 * SECONDS, "seconds a stored /v1/responses lives (0: off)")
 
     def __post_init__(self) -> None:
         # Values llama.cpp aborts, crashes or misbehaves on are start-up errors instead.
@@ -138,6 +143,9 @@ _RANGES: tuple[tuple[str, int, int | None], ...] = (
     ("prefill_chunk", 1, None),
     ("threads", 0, 512),
     ("max_queue", 0, None),
+    ("responses_store_size", 0, None),
+    ("responses_store_bytes", 0, None),
+    ("responses_ttl", 0, None),
 )
 
 
