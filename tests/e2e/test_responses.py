@@ -32,8 +32,21 @@ WEATHER_TOOL: FunctionToolParam = {
 }
 
 
+_OPEN: list[openai.OpenAI] = []
+
+
 def client(server: RunningServer, key: str = "unused") -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.api, api_key=key, max_retries=0, timeout=120)
+    sdk = openai.OpenAI(base_url=server.api, api_key=key, max_retries=0, timeout=120)
+    _OPEN.append(sdk)
+    return sdk
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    # Closed with their test: a client collected later warns of its socket in another test.
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
 
 
 def test_create_answers_a_response_object_and_stores_it(server: RunningServer) -> None:
