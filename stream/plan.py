@@ -18,7 +18,7 @@ from model.events import Event
 from model.params import GenerationRequest, Grammar, SamplingParams
 from model.tools import Tool, ToolChoice
 
-from .documents import Encoder
+from .documents import Document, Encoder
 from .errors import InvalidRequest
 
 __all__ = ["APIRequest", "Adapter", "Limits", "Model", "Plan"]
@@ -82,6 +82,9 @@ class Plan:
     encoder: Encoder[Event]
     #: Streamed (SSE) rather than answered at once.
     stream: bool
+    #: What a stream sends after a silence, for APIs that define it (Anthropic's ``ping``
+    #: event); None: the transport's own keep-alive comment.
+    heartbeat: Document | None = None
 
 
 @dataclass(frozen=True, slots=True)
