@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,23 @@ class LlamaModel:
             n = llama_cpp.llama_token_to_piece(self.vocab, token, bigger, -n, 0, special)
             return bigger.raw[:n]
         return buf.raw[:n]
+
+    def pieces(self, tokens: Sequence[int], *, special: bool) -> list[bytes]:
+        """Raw bytes of each token (``special``: control tokens as their text, else empty).
+
+        Thread-safe (a buffer per call), for request threads; ids must be in the vocabulary.
+        """
+        buf = ctypes.create_string_buffer(256)
+        found = []
+        for token in tokens:
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+            if n < 0:
+                bigger = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self.vocab, token, bigger, -n, 0, special)
+                found.append(bigger.raw[:n])
+            else:
+                found.append(buf.raw[:n])
+        return found
 
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))

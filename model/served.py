@@ -13,6 +13,7 @@ from .llama import LlamaModel
 from .params import GenerationRequest, Grammar
 from .prompt import ChatPrompt, PromptError
 from .source import ResolvedModel
+from .special_tokens import ClientTextError, require_unicode
 from .template import ChatTemplate, load_chat_template
 from .tools import (
     Tool,
@@ -184,6 +185,33 @@ class ServedModel:
         except GrammarError as exc:
             raise PromptError(f"Invalid {param}: {exc}", param) from None
         return grammar
+
+    def tokenize(self, text: str, *, add_special: bool, param: str = "content") -> list[int]:
+        """Client text as tokens; special token texts in it stay text (``parse_special`` off).
+
+        Raises :class:`PromptError` naming ``param`` when ``text`` holds a lone surrogate.
+        """
+        try:
+            require_unicode(text)
+        except ClientTextError as exc:
+            raise PromptError(f"'{param}' contains a {exc}.", param) from None
+        return self.model.tokenize(text, add_special=add_special, parse_special=False)
+
+    def token_pieces(self, tokens: Sequence[int], *, param: str = "tokens") -> list[bytes]:
+        """Each token's bytes, special tokens as their text (llama.cpp's server's
+        detokenization). Raises :class:`PromptError` naming ``param`` for an id outside the
+        vocabulary."""
+        self.check_tokens(tokens, param)
+        return self.model.pieces(tokens, special=True)
+
+    def check_tokens(self, tokens: Sequence[int], param: str) -> None:
+        """:raises PromptError: naming ``param``, for an id outside the vocabulary."""
+        vocab = self.model.n_vocab
+        bad = next((t for t in tokens if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise PromptError(
+                f"Token id {bad} is outside the vocabulary (0 to {vocab - 1}).", param
+            )
 
     def text_prompt(self, prompt: str | Sequence[int]) -> list[int]:
         if isinstance(prompt, str):
