@@ -22,7 +22,7 @@ from model.registry import ModelRegistry, ModelSettings
 from model.source import ModelSourceError, ResolvedModel, resolve_model
 from stream import probes
 from stream.access import JSONLogFormatter
-from stream.adapters import chat, completions, messages, models, tokens
+from stream.adapters import chat, completions, embeddings, messages, models, tokens
 from stream.app import Sluice
 from stream.config import SECONDS, Config
 from stream.metrics import Metrics
@@ -87,6 +87,7 @@ def _routes(config: Config, registry: ModelRegistry, metrics: Metrics) -> RouteT
             "/v1/models/{id}": Route({"GET": models.model(registry)}),
             "/v1/chat/completions": Route({"POST": pipeline.handler(chat.ADAPTER)}),
             "/v1/completions": Route({"POST": pipeline.handler(completions.ADAPTER)}),
+            "/v1/embeddings": Route({"POST": embeddings.embeddings(registry)}),
             "/tokenize": Route({"POST": tokens.tokenize(registry)}),
             "/detokenize": Route({"POST": tokens.detokenize(registry)}),
             "/v1/messages": Route(
@@ -111,6 +112,7 @@ def _model_settings(config: Config) -> ModelSettings:
         threads=config.threads or os.cpu_count() or 1,
         max_queue=config.max_queue,
         stall_timeout=config.stall_timeout,
+        embedding_model=config.embedding_model,
     )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any, Literal
 
+from .embeddings import Embedder, EmbedderOptions, Embeddings
 from .engine import Engine, EngineOptions, EngineStats
 from .events import Dispatch, SequenceSink
 from .grammar import GrammarError, check_grammar, json_object_grammar, json_schema_grammar
@@ -41,12 +43,15 @@ class ServedModel:
         engine: Engine,
         name: str,
         prompt: ChatPrompt | None = None,
+        embedder: Embedder | None = None,
     ):
         self.model = model
         self.template = template
         self.engine = engine
         self.name = name
         self.prompt = prompt or ChatPrompt(model, template)
+        #: ``/v1/embeddings``: its own thread and context, made at the first request.
+        self.embedder = embedder or Embedder(model, EmbedderOptions(ctx_size=engine.ctx_size))
 
     @classmethod
     def load(
@@ -58,6 +63,7 @@ class ServedModel:
         name: str | None = None,
         gpu_layers: int = -1,
         chat_template: str | None = None,
+        embedding_model: str | None = None,
     ) -> ServedModel:
         """Load weights, pick the chat template and start the engine.
 
@@ -83,11 +89,33 @@ class ServedModel:
             model.close()
             raise
         engine.start()
-        return cls(model, template, engine, name or source.name, prompt)
+        embedder = Embedder(
+            model,
+            EmbedderOptions(
+                ctx_size=engine.ctx_size,
+                threads=options.threads,
+                source=embedding_model,
+                gpu_layers=gpu_layers,
+            ),
+        )
+        return cls(model, template, engine, name or source.name, prompt, embedder)
 
     def close(self) -> None:
-        if self.engine.close():  # else llama.cpp may still be using the model
+        stopped = self.embedder.close()
+        if self.engine.close() and stopped:  # else llama.cpp may still be using the model
             self.model.close()
+
+    def embed(self, inputs: Sequence[Sequence[int]]) -> Future[Embeddings]:
+        """Queue token lists for embedding (each checked against :attr:`embedding_limit`).
+
+        :raises model.errors.CapacityExceeded: the embedding queue is full.
+        """
+        return self.embedder.submit(inputs)
+
+    @property
+    def embedding_limit(self) -> int:
+        """The most tokens one embedding input may have."""
+        return self.embedder.options.ctx_size
 
     @property
     def ctx_size(self) -> int:
