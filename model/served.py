@@ -214,6 +214,27 @@ class ServedModel:
             raise PromptError(f"Invalid {param}: {exc}", param) from None
         return grammar
 
+    def gbnf_grammar(self, text: str, *, param: str = "grammar") -> Grammar:
+        """A client's GBNF grammar, compiled once against the vocabulary to check it.
+
+        Raises :class:`PromptError` naming ``param`` when it is not text or llama.cpp cannot
+        parse it (undefined rules, left recursion, syntax; llama.cpp logs the detail).
+        """
+        try:
+            require_unicode(text)
+        except ClientTextError as exc:
+            raise PromptError(f"'{param}' contains a {exc}.", param) from None
+        grammar = Grammar(text, param=param)
+        try:
+            check_grammar(grammar, self.model.vocab)
+        except GrammarError:
+            raise PromptError(
+                f"'{param}' is not a GBNF grammar llama.cpp accepts (a syntax error, an "
+                "undefined rule, left recursion, or no 'root' rule).",
+                param,
+            ) from None
+        return grammar
+
     def tokenize(self, text: str, *, add_special: bool, param: str = "content") -> list[int]:
         """Client text as tokens; special token texts in it stay text (``parse_special`` off).
 

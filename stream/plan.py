@@ -73,6 +73,8 @@ class Model(Protocol):
         choice: ToolChoice | None = None,
     ) -> Grammar | None: ...
 
+    def gbnf_grammar(self, text: str, *, param: str = "grammar") -> Grammar: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
