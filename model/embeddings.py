@@ -17,7 +17,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -106,32 +106,56 @@ class Embedder:
         return job.future
 
     def close(self, timeout: float = 10.0) -> bool:
-        """Stop the thread after the request it is computing; True once it has stopped (the
-        weights may then be freed)."""
+        """Stop the thread after the batch it is computing (waiting requests fail); True once
+        it has stopped (the weights may then be freed)."""
         with self._lock:
             self._closed = True
             thread = self._thread
         if thread is None:
             return True
-        self._queue.put(None)
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return False
         thread.join(timeout)
         return not thread.is_alive()
 
     # -- the embedding thread ---------------------------------------------------------
 
     def _run(self) -> None:
+        pending: deque[tuple[_Job, int]] = deque()
         try:
             context, owned = self._context()
         except (LoadError, ModelSourceError, OSError) as exc:
             _log.error("embeddings unavailable: %s", exc)
-            self._fail_all(EmbeddingFailed(f"embeddings are unavailable: {exc}"))
+            self._stop(pending, EmbeddingFailed(f"embeddings are unavailable: {exc}"))
             return
         try:
-            self._serve(context)
+            self._serve(context, pending)
+            self._stop(pending, EmbeddingFailed("the server is shutting down"))
+        except Exception:
+            # A bug here must not leave requests waiting forever: fail them, refuse new ones.
+            _log.exception("the embedding thread failed")
+            self._stop(pending, EmbeddingFailed("internal error computing embeddings"))
         finally:
             context.close()
+            if self._batch is not None:
+                self._batch.close()
             if owned is not None:
                 owned.close()
+
+    def _stop(self, pending: deque[tuple[_Job, int]], error: EmbeddingFailed) -> None:
+        with self._lock:
+            self._closed = True
+        for job, _ in pending:
+            _settle(job, error)
+        while True:
+            try:
+                waiting = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if waiting is not None:
+                _settle(waiting, error)
 
     def _context(self) -> tuple[EmbeddingContext, LlamaModel | None]:
         from .llama import Batch, EmbeddingContext, LlamaModel
@@ -154,15 +178,7 @@ class Embedder:
         self._batch = Batch(context.n_ctx)
         return context, owned
 
-    def _fail_all(self, error: Exception) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            job.future.set_exception(error)
-
-    def _serve(self, context: EmbeddingContext) -> None:
-        pending: deque[tuple[_Job, int]] = deque()
+    def _serve(self, context: EmbeddingContext, pending: deque[tuple[_Job, int]]) -> None:
         while True:
             if not pending:
                 job = self._queue.get()
@@ -176,19 +192,9 @@ class Embedder:
                 except queue.Empty:
                     break
                 if job is None:
-                    self._queue.put(None)
-                    break
+                    return
                 pending.extend((job, i) for i in range(len(job.inputs)))
             self._decode(context, pending)
-            if self._closing():
-                for job, _ in pending:
-                    if not job.future.done():
-                        job.future.set_exception(EmbeddingFailed("the server is shutting down"))
-                return
-
-    def _closing(self) -> bool:
-        with self._lock:
-            return self._closed
 
     def _decode(self, context: EmbeddingContext, pending: deque[tuple[_Job, int]]) -> None:
         batch = self._batch
@@ -201,7 +207,7 @@ class Embedder:
             if taken and batch.n + len(tokens) > context.n_ctx:
                 break
             pending.popleft()
-            if job.future.done():  # failed with an earlier batch
+            if job.future.done():  # failed earlier, or its client left
                 continue
             seq = len(taken)
             for pos, token in enumerate(tokens):
@@ -215,15 +221,25 @@ class Embedder:
         except RuntimeError as exc:
             _log.error("%s", exc)
             for job, _ in taken:
-                if not job.future.done():
-                    job.future.set_exception(EmbeddingFailed("internal error computing embeddings"))
+                _settle(job, EmbeddingFailed("internal error computing embeddings"))
             return
         for (job, i), vector in zip(taken, vectors, strict=True):
             job.vectors[i] = _normalized(vector)
             job.left -= 1
             if job.left == 0:
                 done = [v for v in job.vectors if v is not None]
-                job.future.set_result(Embeddings(done, sum(len(t) for t in job.inputs)))
+                _settle(job, Embeddings(done, sum(len(t) for t in job.inputs)))
+
+
+def _settle(job: _Job, outcome: Embeddings | EmbeddingFailed) -> None:
+    # The request's side cancels the future when its client leaves: never settle twice.
+    try:
+        if isinstance(outcome, Embeddings):
+            job.future.set_result(outcome)
+        else:
+            job.future.set_exception(outcome)
+    except InvalidStateError:
+        pass
 
 
 def _normalized(vector: list[float]) -> list[float]:
