@@ -9,7 +9,7 @@ import pytest
 
 from model.events import Delta, Finished, ToolCallDelta, Usage
 from model.stop import StopMatcher
-from stream.adapters.messages import MessagesEncoder, error_body
+from stream.adapters.messages import MessagesEncoder, _tools, error_body
 from stream.adapters.messages.request import parse
 from stream.errors import DeadlineExceeded, InvalidRequest, RateLimited, Unavailable
 
@@ -262,3 +262,32 @@ def test_errors_read_as_anthropics() -> None:
     }
     assert error_body(RateLimited("full"))["error"]["type"] == "rate_limit_error"
     assert error_body(Unavailable("loading"))["error"]["type"] == "overloaded_error"
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"tools": [{"name": "bad name!", "input_schema": {}}]}, "tools[0].name"),
+        ({"tools": [{"name": "w", "input_schema": {}, "description": 3}]}, "tools[0].description"),
+        (
+            {"tools": [{"name": "w", "input_schema": {}}, {"name": "w", "input_schema": {}}]},
+            "tools[1].name",
+        ),
+        (
+            {
+                "tools": [{"name": "w", "input_schema": {"type": "object"}}],
+                "tool_choice": {"type": "tool", "name": "v"},
+            },
+            "tool_choice.name",
+        ),
+        ({"tool_choice": {"type": "any"}}, "tool_choice"),
+    ],
+)
+def test_tool_errors_name_anthropics_fields(fields: dict[str, Any], param: str) -> None:
+    request = parse(body(**fields))
+    with pytest.raises(InvalidRequest) as caught:
+        _tools(request)
+    assert caught.value.param == param
+    assert param in caught.value.message
+    assert "function" not in caught.value.message
+    assert "'required'" not in caught.value.message
