@@ -221,6 +221,18 @@ def test_keys_and_errors_in_anthropics_shape(keyed: RunningServer) -> None:
     )
     assert refused.status_code == 400
     assert "messages[0].content[0].type" in refused.json()["error"]["message"]
+    unenforceable = httpx.post(
+        keyed.url + "/v1/messages",
+        json={
+            "messages": HELLO,
+            "max_tokens": 4,
+            "tools": [{"name": "f", "input_schema": {"type": "object", "not": {}}}],
+            "tool_choice": {"type": "tool", "name": "f"},
+        },
+        headers={"x-api-key": KEY},
+    )
+    assert unenforceable.status_code == 400
+    assert unenforceable.json()["error"]["message"].startswith("tools[0].input_schema")
     unknown = httpx.get(keyed.url + "/v1/messages", headers={"x-api-key": KEY})
     assert unknown.status_code == 405
     assert unknown.json()["type"] == "error"

@@ -7,6 +7,8 @@ as Anthropic's ``message`` and stream events; ``errors`` gives this route its er
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -40,16 +42,23 @@ def _anthropic_param(param: str | None) -> str | None:
     )
 
 
-def _tools(request: MessagesRequest) -> tuple[tuple[Tool, ...], ToolChoice]:
+@contextmanager
+def _anthropic_names() -> Iterator[None]:
+    # Tool errors from model.tools name the chat API's fields and choices; say Anthropic's.
     try:
-        tools = parse_tools(request.tools)
-        choice = parse_tool_choice(
-            request.tool_choice, tools, parallel_tool_calls=request.parallel_tool_calls
-        )
+        yield
     except InvalidInput as exc:
         param = _anthropic_param(exc.param)
         message = exc.message.replace(exc.param or "", param or "", 1)
         raise InvalidRequest(message.replace("'required'", "'any'"), param=param) from None
+
+
+def _tools(request: MessagesRequest) -> tuple[tuple[Tool, ...], ToolChoice]:
+    with _anthropic_names():
+        tools = parse_tools(request.tools)
+        choice = parse_tool_choice(
+            request.tool_choice, tools, parallel_tool_calls=request.parallel_tool_calls
+        )
     return tools, choice
 
 
@@ -70,6 +79,8 @@ def plan(request: MessagesRequest, model: Model, limits: Limits) -> Plan:
     prompt, tools, choice = _prompt(request, model, limits)
     limits.check_prompt(model, prompt, param="messages", n=1, sampling=request.sampling)
     calling = bool(tools) and choice.mode != "none"
+    with _anthropic_names():
+        grammar = model.grammar(None, tools=tools, choice=choice)
     generation = limits.generation(
         model,
         prompt,
@@ -80,7 +91,7 @@ def plan(request: MessagesRequest, model: Model, limits: Limits) -> Plan:
         timeout=None,
         n=1,
         logprobs=None,
-        grammar=model.grammar(None, tools=tools, choice=choice),
+        grammar=grammar,
         tools=tuple(tool.name for tool in tools) if calling else None,
     )
     encoder = MessagesEncoder(model.name, input_tokens=len(prompt), stop_sequences=request.stop)
