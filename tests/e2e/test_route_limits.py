@@ -9,6 +9,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import pytest
 
@@ -103,6 +104,17 @@ def test_a_passed_deadline_ends_a_messages_stream_with_an_error_event(
         },
     )
     assert "message_stop" not in [name for name, _ in events]
+
+    # The SDK raises the error event as its typed exception, carrying the error object.
+    with (
+        anthropic.Anthropic(base_url=limited.url, api_key=KEY, max_retries=0) as sdk,
+        pytest.raises(anthropic.APIStatusError) as raised,
+        sdk.messages.stream(model="m", messages=HELLO, max_tokens=4000) as stream,  # type: ignore[arg-type]
+    ):
+        for _ in stream:
+            pass
+    assert isinstance(raised.value.body, dict)
+    assert raised.value.body["error"]["type"] == "timeout_error"
 
     whole = httpx.post(
         limited.url + "/v1/messages", json={**body, "stream": False}, headers=AUTH, timeout=60
