@@ -22,7 +22,7 @@ from model.registry import ModelRegistry, ModelSettings
 from model.source import ModelSourceError, ResolvedModel, resolve_model
 from stream import probes
 from stream.access import JSONLogFormatter
-from stream.adapters import chat, completions, models, responses
+from stream.adapters import chat, completions, embeddings, messages, models, responses, tokens
 from stream.app import Sluice
 from stream.config import SECONDS, Config
 from stream.metrics import Metrics
@@ -102,6 +102,15 @@ def _routes(config: Config, registry: ModelRegistry, metrics: Metrics) -> RouteT
                     "DELETE": responses.delete(store, private=private),
                 }
             ),
+            "/v1/embeddings": Route({"POST": embeddings.embeddings(registry)}),
+            "/tokenize": Route({"POST": tokens.tokenize(registry)}),
+            "/detokenize": Route({"POST": tokens.detokenize(registry)}),
+            "/v1/messages": Route(
+                {"POST": pipeline.handler(messages.ADAPTER)}, error_body=messages.error_body
+            ),
+            "/v1/messages/count_tokens": Route(
+                {"POST": messages.count_tokens(registry, limits)}, error_body=messages.error_body
+            ),
         }
     )
 
@@ -118,6 +127,7 @@ def _model_settings(config: Config) -> ModelSettings:
         threads=config.threads or os.cpu_count() or 1,
         max_queue=config.max_queue,
         stall_timeout=config.stall_timeout,
+        embedding_model=config.embedding_model,
     )
 
 

@@ -87,6 +87,8 @@ class Finished:
     #: For the server's reasons (cancelled, deadline, error): a client-safe description.
     message: str = ""
     index: int = 0
+    #: For ``stop`` at a stop string (not an end-of-generation token): that string.
+    stop_sequence: str | None = None
 
 
 Event = Delta | ToolCallDelta | Finished

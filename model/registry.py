@@ -50,6 +50,8 @@ class ModelSettings:
     max_queue: int = 64
     #: Seconds a client may read nothing before its sequence is dropped.
     stall_timeout: float = 30.0
+    #: The model ``/v1/embeddings`` uses (a GGUF path or Hub spec); None: this one's weights.
+    embedding_model: str | None = None
 
 
 class ModelRegistry:
@@ -129,6 +131,7 @@ class ModelRegistry:
                 name=settings.name,
                 gpu_layers=settings.gpu_layers,
                 chat_template=settings.chat_template,
+                embedding_model=settings.embedding_model,
             )
         except LoadError as exc:
             self._failure = str(exc)

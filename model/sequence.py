@@ -170,7 +170,8 @@ class Sequence:
         events = self._emit(text, tokens, final=True)
         if self._calls and reason == "stop":
             reason = "tool_calls"
-        events.append(Finished(reason, self.usage(), index=self.index))
+        matched = self._stop.which if reason == "stop" else None
+        events.append(Finished(reason, self.usage(), index=self.index, stop_sequence=matched))
         return events
 
     def _emit(self, text: str, tokens: int, *, final: bool) -> list[Event]:

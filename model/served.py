@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any, Literal
 
+from .embeddings import Embedder, EmbedderOptions, Embeddings
 from .engine import Engine, EngineOptions, EngineStats
 from .events import Dispatch, SequenceSink
 from .grammar import GrammarError, check_grammar, json_object_grammar, json_schema_grammar
@@ -13,6 +15,7 @@ from .llama import LlamaModel
 from .params import GenerationRequest, Grammar
 from .prompt import ChatPrompt, PromptError
 from .source import ResolvedModel
+from .special_tokens import ClientTextError, require_unicode
 from .template import ChatTemplate, load_chat_template
 from .tools import (
     Tool,
@@ -40,12 +43,15 @@ class ServedModel:
         engine: Engine,
         name: str,
         prompt: ChatPrompt | None = None,
+        embedder: Embedder | None = None,
     ):
         self.model = model
         self.template = template
         self.engine = engine
         self.name = name
         self.prompt = prompt or ChatPrompt(model, template)
+        #: ``/v1/embeddings``: its own thread and context, made at the first request.
+        self.embedder = embedder or Embedder(model, EmbedderOptions(ctx_size=engine.ctx_size))
 
     @classmethod
     def load(
@@ -57,6 +63,7 @@ class ServedModel:
         name: str | None = None,
         gpu_layers: int = -1,
         chat_template: str | None = None,
+        embedding_model: str | None = None,
     ) -> ServedModel:
         """Load weights, pick the chat template and start the engine.
 
@@ -82,11 +89,33 @@ class ServedModel:
             model.close()
             raise
         engine.start()
-        return cls(model, template, engine, name or source.name, prompt)
+        embedder = Embedder(
+            model,
+            EmbedderOptions(
+                ctx_size=engine.ctx_size,
+                threads=options.threads,
+                source=embedding_model,
+                gpu_layers=gpu_layers,
+            ),
+        )
+        return cls(model, template, engine, name or source.name, prompt, embedder)
 
     def close(self) -> None:
-        if self.engine.close():  # else llama.cpp may still be using the model
+        stopped = self.embedder.close()
+        if self.engine.close() and stopped:  # else llama.cpp may still be using the model
             self.model.close()
+
+    def embed(self, inputs: Sequence[Sequence[int]]) -> Future[Embeddings]:
+        """Queue token lists for embedding (each checked against :attr:`embedding_limit`).
+
+        :raises model.errors.CapacityExceeded: the embedding queue is full.
+        """
+        return self.embedder.submit(inputs)
+
+    @property
+    def embedding_limit(self) -> int:
+        """The most tokens one embedding input may have."""
+        return self.embedder.options.ctx_size
 
     @property
     def ctx_size(self) -> int:
@@ -184,6 +213,54 @@ class ServedModel:
         except GrammarError as exc:
             raise PromptError(f"Invalid {param}: {exc}", param) from None
         return grammar
+
+    def gbnf_grammar(self, text: str, *, param: str = "grammar") -> Grammar:
+        """A client's GBNF grammar, compiled once against the vocabulary to check it.
+
+        Raises :class:`PromptError` naming ``param`` when it is not text or llama.cpp cannot
+        parse it (undefined rules, left recursion, syntax; llama.cpp logs the detail).
+        """
+        try:
+            require_unicode(text)
+        except ClientTextError as exc:
+            raise PromptError(f"'{param}' contains a {exc}.", param) from None
+        grammar = Grammar(text, param=param)
+        try:
+            check_grammar(grammar, self.model.vocab)
+        except GrammarError:
+            raise PromptError(
+                f"'{param}' is not a GBNF grammar llama.cpp accepts (a syntax error, an "
+                "undefined rule, left recursion, or no 'root' rule).",
+                param,
+            ) from None
+        return grammar
+
+    def tokenize(self, text: str, *, add_special: bool, param: str = "content") -> list[int]:
+        """Client text as tokens; special token texts in it stay text (``parse_special`` off).
+
+        Raises :class:`PromptError` naming ``param`` when ``text`` holds a lone surrogate.
+        """
+        try:
+            require_unicode(text)
+        except ClientTextError as exc:
+            raise PromptError(f"'{param}' contains a {exc}.", param) from None
+        return self.model.tokenize(text, add_special=add_special, parse_special=False)
+
+    def token_pieces(self, tokens: Sequence[int], *, param: str = "tokens") -> list[bytes]:
+        """Each token's bytes, special tokens as their text (llama.cpp's server's
+        detokenization). Raises :class:`PromptError` naming ``param`` for an id outside the
+        vocabulary."""
+        self.check_tokens(tokens, param)
+        return self.model.pieces(tokens, special=True)
+
+    def check_tokens(self, tokens: Sequence[int], param: str) -> None:
+        """:raises PromptError: naming ``param``, for an id outside the vocabulary."""
+        vocab = self.model.n_vocab
+        bad = next((t for t in tokens if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise PromptError(
+                f"Token id {bad} is outside the vocabulary (0 to {vocab - 1}).", param
+            )
 
     def text_prompt(self, prompt: str | Sequence[int]) -> list[int]:
         if isinstance(prompt, str):

@@ -40,6 +40,11 @@ class Config:
         "or nothing for the embedded SmolLM2-135M-Instruct",
     )
     model_file: str | None = _opt(None, "file name or quant pattern inside a Hub repo")
+    embedding_model: str | None = _opt(
+        None,
+        "model for /v1/embeddings, as --model takes it (default: the served model's weights); "
+        "loaded at the first embedding request",
+    )
     host: str = _opt("0.0.0.0", "address to listen on")
     port: int = _opt(8000, "port to listen on")
     ctx_size: int = _opt(0, "context per sequence in tokens (0: the model's, at most 4096)")

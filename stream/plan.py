@@ -18,7 +18,7 @@ from model.events import Event
 from model.params import GenerationRequest, Grammar, SamplingParams
 from model.tools import Tool, ToolChoice
 
-from .documents import Encoder
+from .documents import Document, Encoder
 from .errors import InvalidRequest
 
 __all__ = ["APIRequest", "Adapter", "Limits", "Model", "Plan"]
@@ -73,6 +73,8 @@ class Model(Protocol):
         choice: ToolChoice | None = None,
     ) -> Grammar | None: ...
 
+    def gbnf_grammar(self, text: str, *, param: str = "grammar") -> Grammar: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -82,6 +84,9 @@ class Plan:
     encoder: Encoder[Event]
     #: Streamed (SSE) rather than answered at once.
     stream: bool
+    #: What a stream sends after a silence, for APIs that define it (Anthropic's ``ping``
+    #: event); None: the transport's own keep-alive comment.
+    heartbeat: Document | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,20 +20,25 @@ from stream.errors import InvalidRequest
 from stream.plan import Adapter, Limits, Model, Plan
 
 from .choices import ChoicesEncoder, logprob_entry
+from .llama_server import LLAMA_SERVER, Extensions, check_samplers, extensions, schema_param
 from .openai import COMMON, OpenAIRequest, boolean, common_fields, integer
 
 __all__ = ["ADAPTER", "ChatEncoder", "ChatRequest", "ResponseFormat", "parse", "plan"]
 
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
-_CHAT = COMMON | {
-    "messages",
-    "max_completion_tokens",
-    "response_format",
-    "top_logprobs",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-}
+_CHAT = (
+    COMMON
+    | {
+        "messages",
+        "max_completion_tokens",
+        "response_format",
+        "top_logprobs",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+    }
+    | LLAMA_SERVER
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,8 @@ class ResponseFormat:
     type: Literal["json_object", "json_schema"]
     schema: dict[str, Any] | None = None
     strict: bool = False
+    #: Where the schema came from (llama.cpp server's ``json_schema`` is another place).
+    param: str = "response_format.json_schema.schema"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +67,8 @@ class ChatRequest(OpenAIRequest):
     tools: Any = None
     tool_choice: Any = None
     parallel_tool_calls: Any = None
+    #: llama.cpp server's ``grammar``: GBNF text the output must match.
+    grammar: str | None = None
 
 
 def _content(message: Mapping[str, Any], i: int) -> str | None:
@@ -164,11 +173,15 @@ def _response_format(value: Any) -> ResponseFormat | None:
     if value["type"] == "text":
         return None
     if value["type"] == "json_object":
+        # llama.cpp server's extension: a json_object held to a schema.
+        if "schema" in value:
+            return _json_schema(value.get("schema"), "response_format.schema")
         return ResponseFormat("json_object")
     spec = value.get("json_schema")
-    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+    # OpenAI requires a 'name'; llama.cpp's server clients often send none.
+    if not isinstance(spec, dict) or not isinstance(spec.get("name", ""), str):
         raise InvalidRequest(
-            "'response_format.json_schema' must be an object with a 'name' and a 'schema'.",
+            "'response_format.json_schema' must be an object with a 'schema' (and a 'name').",
             param="response_format.json_schema",
         )
     schema = spec.get("schema", {})
@@ -179,6 +192,12 @@ def _response_format(value: Any) -> ResponseFormat | None:
         )
     strict = boolean(spec, "strict")
     return ResponseFormat("json_schema", schema, strict)
+
+
+def _json_schema(schema: Any, param: str) -> ResponseFormat:
+    if not isinstance(schema, dict):
+        raise InvalidRequest(f"'{param}' must be a JSON Schema object.", param=param)
+    return ResponseFormat("json_schema", schema, param=param)
 
 
 def parse(body: dict[str, Any]) -> ChatRequest:
@@ -192,16 +211,43 @@ def parse(body: dict[str, Any]) -> ChatRequest:
     newer = integer(body, "max_completion_tokens", 1)
     older = integer(body, "max_tokens", 1)  # checked even when the newer name wins
     max_tokens = newer if newer is not None else older
+    field = "max_completion_tokens" if newer is not None else "max_tokens"
+    extra = extensions(body, max_probs=20)
+    fmt = _with_extensions(fmt, extra, wanted or top is not None)
+    common = common_fields(body, _CHAT, extra.max_tokens(max_tokens, field))
+    check_samplers(body, common["sampling"])
+    if extra.n_probs is not None:
+        wanted, top = True, extra.n_probs
     return ChatRequest(
-        **common_fields(body, _CHAT, max_tokens),
+        **common,
         messages=messages,
         logprobs=(top or 0) if wanted else None,
         response_format=fmt,
-        max_tokens_field="max_completion_tokens" if newer is not None else "max_tokens",
+        grammar=extra.grammar,
+        max_tokens_field=field if extra.n_predict is None else "n_predict",
         tools=body.get("tools"),
         tool_choice=body.get("tool_choice"),
         parallel_tool_calls=body.get("parallel_tool_calls"),
     )
+
+
+def _with_extensions(
+    fmt: ResponseFormat | None, extra: Extensions, logprobs: bool
+) -> ResponseFormat | None:
+    # llama.cpp server's json_schema, grammar and n_probs, against their OpenAI twins.
+    if extra.json_schema is not None:
+        if fmt is not None:
+            raise InvalidRequest(
+                "'json_schema' and 'response_format' cannot both be set.", param="json_schema"
+            )
+        fmt = _json_schema(extra.json_schema, "json_schema")
+    if extra.grammar is not None and fmt is not None:
+        raise InvalidRequest("'grammar' and 'response_format' cannot both be set.", param="grammar")
+    if extra.n_probs is not None and logprobs:
+        raise InvalidRequest(
+            "'n_probs' and 'logprobs' / 'top_logprobs' cannot both be set.", param="n_probs"
+        )
+    return fmt
 
 
 def plan(request: ChatRequest, model: Model, limits: Limits) -> Plan:
@@ -219,13 +265,20 @@ def plan(request: ChatRequest, model: Model, limits: Limits) -> Plan:
     prompt = model.chat_prompt(request.messages, tools, choice)
     limits.check_prompt(model, prompt, param="messages", n=request.n, sampling=request.sampling)
     fmt = request.response_format
-    grammar = model.grammar(
-        fmt.type if fmt else None,
-        fmt.schema if fmt else None,
-        strict=fmt.strict if fmt else False,
-        tools=tools,
-        choice=choice,
-    )
+    with schema_param(fmt.param if fmt else None):
+        grammar = model.grammar(
+            fmt.type if fmt else None,
+            fmt.schema if fmt else None,
+            strict=fmt.strict if fmt else False,
+            tools=tools,
+            choice=choice,
+        )
+    if request.grammar is not None:
+        if grammar is not None:
+            raise InvalidRequest(
+                "'grammar' cannot be combined with a forced tool call.", param="grammar"
+            )
+        grammar = model.gbnf_grammar(request.grammar)
     generation = limits.generation(
         model,
         prompt,
