@@ -96,6 +96,8 @@ def _model_settings(config: Config) -> ModelSettings:
         name=config.served_model_name,
         gpu_layers=config.gpu_layers,
         chat_template=config.chat_template,
+        tool_format=config.tool_format,
+        reasoning_budget=None if config.reasoning_budget < 0 else config.reasoning_budget,
         slots=config.slots,
         ctx_size=config.ctx_size,
         batch_size=config.batch_size,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,21 @@ class LlamaModel:
             n = llama_cpp.llama_token_to_piece(self.vocab, token, bigger, -n, 0, special)
             return bigger.raw[:n]
         return buf.raw[:n]
+
+    def text_of(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        """The text of ``tokens`` (special ones as written when ``special``); unlike
+        :meth:`piece`, safe on any thread (its own buffer)."""
+        buf = ctypes.create_string_buffer(256)
+        out = bytearray()
+        for token in tokens:
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+            if n < 0:
+                bigger = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self.vocab, token, bigger, -n, 0, special)
+                out += bigger.raw[:n]
+            else:
+                out += buf.raw[:n]
+        return out.decode("utf-8", "replace")
 
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))

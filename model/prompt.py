@@ -125,16 +125,18 @@ class ChatPrompt:
         self,
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Mapping[str, Any]] | None = None,
+        variables: Mapping[str, Any] | None = None,
     ) -> list[int]:
         """Render and tokenize ``messages`` (string or ``None`` contents) with ``tools`` given
-        to the template natively (``None``: no tools).
+        to the template natively (``None``: no tools) and more template ``variables`` (client
+        text too: ``chat_template_kwargs``).
 
         :raises PromptError: the template refuses or cannot render these messages; a string
             holds a lone surrogate; messages or tools nest deeper than :data:`MAX_DEPTH`.
         :raises TemplateFailure: the template itself broke on them (the server's fault).
         """
         try:
-            return self._tokens(messages, tools)
+            return self._tokens(messages, tools, variables)
         except TemplateFailure:
             raise
         except TemplateRejection as exc:
@@ -159,14 +161,20 @@ class ChatPrompt:
         return self._special.tokenize(text, add_special=True)
 
     def _tokens(
-        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None,
+        variables: Mapping[str, Any] | None = None,
     ) -> list[int]:
         shield = _Shield(self._special, "messages")
         shielded = [shield.message(message) for message in messages]
         if tools is not None:
             shield.param = "tools"
             tools = [shield.value(tool, 1) for tool in tools]
-        text = self.template.render(shielded, tools=tools)
+        if variables:
+            shield.param = "chat_template_kwargs"
+            variables = shield.value(variables, 1)
+        text = self.template.render(shielded, tools=tools, variables=variables)
         try:
             if shield.changed:
                 prompt = self._special.tokenize(text, add_special=True)

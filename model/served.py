@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from .chat_format import ChatFormat
+from .chat_output import ChatOutput
 from .engine import Engine, EngineOptions, EngineStats
 from .events import Dispatch, SequenceSink
 from .grammar import GrammarError, check_grammar, json_object_grammar, json_schema_grammar
@@ -14,14 +16,7 @@ from .params import GenerationRequest, Grammar
 from .prompt import ChatPrompt, PromptError
 from .source import ResolvedModel
 from .template import ChatTemplate, load_chat_template
-from .tools import (
-    Tool,
-    ToolChoice,
-    flatten_tool_messages,
-    messages_with_tools,
-    template_supports_tools,
-    tool_call_grammar,
-)
+from .tools import Tool, ToolChoice
 
 __all__ = ["PromptError", "ServedModel"]
 
@@ -40,12 +35,14 @@ class ServedModel:
         engine: Engine,
         name: str,
         prompt: ChatPrompt | None = None,
+        chat_format: ChatFormat | None = None,
     ):
         self.model = model
         self.template = template
         self.engine = engine
         self.name = name
         self.prompt = prompt or ChatPrompt(model, template)
+        self.format = chat_format or ChatFormat(model, template)
 
     @classmethod
     def load(
@@ -57,12 +54,17 @@ class ServedModel:
         name: str | None = None,
         gpu_layers: int = -1,
         chat_template: str | None = None,
+        tool_format: str | None = None,
+        reasoning_budget: int | None = None,
     ) -> ServedModel:
-        """Load weights, pick the chat template and start the engine.
+        """Load weights, pick the chat template and family, and start the engine.
 
-        ``options.ctx_size`` 0 means the model's training context, at most 4096.
+        ``options.ctx_size`` 0 means the model's training context, at most 4096;
+        ``tool_format`` forces a model family (see :class:`~model.chat_format.ChatFormat`);
+        ``reasoning_budget``: the default thinking budget in tokens (None: unlimited).
         Raises :class:`~model.llama.ModelLoadError` or :class:`~model.template.TemplateError`
-        (also when the template fails on a sample conversation, see :mod:`model.prompt`).
+        (also when the template fails on a sample conversation, see :mod:`model.prompt`),
+        :class:`~model.families.FamilyError` for an unknown ``tool_format``.
         """
         model = LlamaModel(source.path, n_gpu_layers=gpu_layers)
         try:
@@ -74,6 +76,9 @@ class ServedModel:
             )
             prompt = ChatPrompt(model, template)
             prompt.check()
+            chat_format = ChatFormat(
+                model, template, tool_format=tool_format, reasoning_budget=reasoning_budget
+            )
             if not options.ctx_size:
                 ctx_size = min(model.n_ctx_train, DEFAULT_MAX_CONTEXT)
                 options = dataclasses.replace(options, ctx_size=ctx_size)
@@ -82,7 +87,7 @@ class ServedModel:
             model.close()
             raise
         engine.start()
-        return cls(model, template, engine, name or source.name, prompt)
+        return cls(model, template, engine, name or source.name, prompt, chat_format)
 
     def close(self) -> None:
         if self.engine.close():  # else llama.cpp may still be using the model
@@ -130,22 +135,33 @@ class ServedModel:
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Tool] = (),
         choice: ToolChoice | None = None,
+        *,
+        template_kwargs: Mapping[str, Any] | None = None,
     ) -> list[int]:
-        """Render and tokenize a conversation; ``tools`` the model may call (see model.tools).
+        """Render and tokenize a conversation; ``tools`` the model may call (see
+        :mod:`model.chat_format`); ``template_kwargs``: more template variables.
 
-        A template that knows tools gets them natively; any other gets the generic format.
         Raises :class:`PromptError`, or :class:`~model.template.TemplateFailure` when the
         template itself breaks (see :meth:`ChatPrompt.tokens`).
         """
-        native: list[dict[str, Any]] | None = None
-        if tools and choice is not None and choice.mode != "none":
-            if template_supports_tools(self.template.source):
-                native = [tool.spec() for tool in tools]
-            else:
-                messages = messages_with_tools(messages, tools, choice)
-        elif any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
-            messages = flatten_tool_messages(messages)
-        return self.prompt.tokens(messages, native)
+        shaped, native = self.format.messages(messages, tools, choice)
+        return self.prompt.tokens(shaped, native, template_kwargs)
+
+    def chat_output(
+        self,
+        prompt: Sequence[int],
+        tools: Sequence[Tool] = (),
+        *,
+        thinking_budget: int | None = None,
+    ) -> ChatOutput:
+        """How the answer to a chat ``prompt`` is read: reasoning, content and the family's
+        calls of ``tools``; ``thinking_budget`` in tokens (None: the server's default)."""
+        return self.format.output(prompt, tools, thinking_budget=thinking_budget)
+
+    @property
+    def family(self) -> str:
+        """The name of the model family its answers are read by."""
+        return self.format.family.name
 
     def grammar(
         self,
@@ -174,7 +190,7 @@ class ServedModel:
             if forced:
                 assert choice is not None
                 param = "tool_choice"
-                grammar = tool_call_grammar(tools, choice)
+                grammar = self.format.family.grammar(tools, choice)
             elif json == "json_object":
                 grammar = json_object_grammar()
             else:
