@@ -103,7 +103,8 @@ def _answer(events: list[Event]) -> dict[str, Any]:
                 calls[event.call] = [event.name, ""]
             calls[event.call][1] += event.arguments
     finished = [e for e in events if isinstance(e, Finished)]
-    assert len(finished) == 1 and events[-1] is finished[0]
+    assert len(finished) == 1
+    assert events[-1] is finished[0]
     return {
         "reasoning": "".join(d.reasoning for d in deltas),
         "content": "".join(d.text for d in deltas),
@@ -246,7 +247,7 @@ def test_the_thinking_budget_forces_the_end_of_reasoning_once() -> None:
 def test_a_budget_of_zero_closes_a_block_the_prompt_opened_at_once() -> None:
     vocab = ScriptedVocabulary()
     close = (vocab.token("</think>"),)
-    sequence, sampler = _sequence(
+    _, sampler = _sequence(
         vocab, FAMILIES["generic"], prompt_end="<think>\n", thinking_budget=0,
         end_of_reasoning=close,
     )  # fmt: skip
