@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from model.events import Delta, Finished, Usage
+from model.events import Delta, Event, Finished, Usage
 from stream.adapters.chat import ChatEncoder, parse
 from stream.adapters.reasoning import MAX_TEMPLATE_KWARGS, MINIMAL_BUDGET, ReasoningOptions
 from stream.errors import InvalidRequest
