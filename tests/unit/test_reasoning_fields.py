@@ -124,7 +124,7 @@ def test_reasoning_streams_as_reasoning_content_and_reasoning() -> None:
 def test_a_whole_message_carries_its_reasoning() -> None:
     encoder = ChatEncoder("m")
     usage = Usage(5, 4, 0, reasoning_tokens=2)
-    events = [
+    events: list[Event] = [
         Delta("", 1, reasoning="Hmm."),
         Delta("", 1),
         Delta("Yes.", 2),
