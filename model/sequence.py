@@ -144,7 +144,9 @@ class Sequence:
         if reader.budget_spent():
             reader.closed = True
             sampler.force(reader.output.end_of_reasoning)
-        sampler.grammar_held = reader.in_reasoning
+        # Released once, for good: a grammar that saw part of the answer must see all of it
+        # (harmony's reasoning is a channel, which a grammar may itself allow).
+        sampler.grammar_held = sampler.grammar_held and reader.in_reasoning
 
     @property
     def prompt(self) -> tuple[int, ...]:

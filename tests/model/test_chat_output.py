@@ -290,3 +290,16 @@ def test_only_the_familys_control_tokens_are_rendered_and_its_ends_end() -> None
     assert answer["calls"] == [("get_weather", PARIS)]
     assert answer["finish"] == "tool_calls"
     assert answer["usage"].completion_tokens == len(text_tokens)  # the end is not output
+
+
+def test_a_released_grammar_is_never_held_again() -> None:
+    # Harmony's reasoning is a channel that may come after answer text: a grammar that has
+    # seen part of the answer keeps holding it.
+    vocab = ScriptedVocabulary()
+    sequence, sampler = _sequence(vocab, FAMILIES["harmony"])
+    assert not sampler.grammar_held
+    tokens = [vocab.token(t) for t in ("<|channel|>", "analysis", "<|message|>", "Think.")]
+    _run(sequence, tokens, sampler)
+    assert sequence._reader is not None
+    assert sequence._reader.in_reasoning
+    assert sampler.held == [False] * len(tokens)
