@@ -98,6 +98,7 @@ def _model_settings(config: Config) -> ModelSettings:
         chat_template=config.chat_template,
         tool_format=config.tool_format,
         reasoning_budget=None if config.reasoning_budget < 0 else config.reasoning_budget,
+        reasoning_format="none" if config.reasoning_format == "none" else "auto",
         slots=config.slots,
         ctx_size=config.ctx_size,
         batch_size=config.batch_size,

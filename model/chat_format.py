@@ -7,6 +7,10 @@ is probed through the template (:func:`~model.families.history_shape`); the fami
 that are special tokens in the vocabulary are found, so that the detokenizer renders exactly
 those (and no other control token) for the parser.
 
+With ``--reasoning-format none`` the answer is read without the family's reasoning markers: a
+think block stays in ``content`` as the model wrote it (harmony's analysis channel, part of its
+call syntax, is still reasoning).
+
 Tools reach the prompt natively when the template declares ``tools``; otherwise the family's
 tools prompt (:func:`~model.families.tools_prompt`: Sluice's generic one for ``generic`` and
 Hermes) goes into the system message. Earlier calls and results are written in the history
@@ -15,8 +19,9 @@ shape, or flattened into the generic format when the template cannot write them.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from .chat_output import ChatOutput
 from .families import Family, HistoryShape, detect_family, family_by_name, history_shape
@@ -25,7 +30,7 @@ from .llama import LlamaModel
 from .template import ChatTemplate
 from .tools import Tool, ToolChoice, template_supports_tools
 
-__all__ = ["ChatFormat"]
+__all__ = ["ChatFormat", "ReasoningFormat"]
 
 #: Special tokens that end an answer in a family although vocabularies may not mark them as
 #: end of generation: harmony's call and return, Llama 3's end of a message to a tool.
@@ -33,6 +38,7 @@ _ENDS: Final[dict[str, tuple[str, ...]]] = {
     "harmony": ("<|call|>", "<|return|>"),
     "llama3": ("<|eom_id|>",),
 }
+ReasoningFormat = Literal["auto", "none"]
 #: Prompt tokens rendered to see how the template left the answer's start.
 _PROMPT_END_TOKENS: Final = 16
 
@@ -42,7 +48,8 @@ class ChatFormat:
 
     ``tool_format``: a family name that overrides detection (validated by the caller:
     :func:`~model.families.family_by_name` raises :class:`~model.families.FamilyError`);
-    ``reasoning_budget``: the default thinking budget in tokens (None: unlimited).
+    ``reasoning_budget``: the default thinking budget in tokens (None: unlimited);
+    ``reasoning_format`` ``none``: reasoning markers are not read (see the module notes).
     """
 
     def __init__(
@@ -52,6 +59,7 @@ class ChatFormat:
         *,
         tool_format: str | None = None,
         reasoning_budget: int | None = None,
+        reasoning_format: ReasoningFormat = "auto",
     ) -> None:
         self.model = model
         self.family: Family = (
@@ -65,7 +73,11 @@ class ChatFormat:
         specials = model.special_tokens()
         self.marker_tokens = frozenset(t.id for t in specials if t.text in markers)
         self.end_tokens = frozenset(t.id for t in specials if t.text in ends)
-        closing = self.family.end_of_reasoning
+        self.reader_family = self.family
+        if reasoning_format == "none" and self.family.reasoning is not None:
+            self.reader_family = copy.copy(self.family)
+            self.reader_family.reasoning = None
+        closing = self.reader_family.end_of_reasoning
         self.end_of_reasoning = tuple(
             model.tokenize(closing, add_special=False, parse_special=True) if closing else ()
         )
@@ -105,7 +117,7 @@ class ChatFormat:
         budget = self.reasoning_budget if thinking_budget is None else thinking_budget
         end = self.model.text_of(prompt[-_PROMPT_END_TOKENS:], special=True)
         return ChatOutput(
-            self.family,
+            self.reader_family,
             tuple(tools),
             end,
             self.marker_tokens,

@@ -45,6 +45,8 @@ class ModelSettings:
     tool_format: str | None = None
     #: Default thinking budget in tokens; None: unlimited.
     reasoning_budget: int | None = None
+    #: ``auto``: reasoning read apart from the answer; ``none``: left in the content.
+    reasoning_format: Literal["auto", "none"] = "auto"
     slots: int = 4
     #: Tokens per sequence; 0: the model's training context, at most 4096.
     ctx_size: int = 0
@@ -135,6 +137,7 @@ class ModelRegistry:
                 chat_template=settings.chat_template,
                 tool_format=settings.tool_format,
                 reasoning_budget=settings.reasoning_budget,
+                reasoning_format=settings.reasoning_format,
             )
         except LoadError as exc:
             self._failure = str(exc)

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from .chat_format import ChatFormat
+from .chat_format import ChatFormat, ReasoningFormat
 from .chat_output import ChatOutput
 from .engine import Engine, EngineOptions, EngineStats
 from .events import Dispatch, SequenceSink
@@ -56,12 +56,14 @@ class ServedModel:
         chat_template: str | None = None,
         tool_format: str | None = None,
         reasoning_budget: int | None = None,
+        reasoning_format: ReasoningFormat = "auto",
     ) -> ServedModel:
         """Load weights, pick the chat template and family, and start the engine.
 
         ``options.ctx_size`` 0 means the model's training context, at most 4096;
         ``tool_format`` forces a model family (see :class:`~model.chat_format.ChatFormat`);
-        ``reasoning_budget``: the default thinking budget in tokens (None: unlimited).
+        ``reasoning_budget``: the default thinking budget in tokens (None: unlimited);
+        ``reasoning_format`` ``none`` leaves reasoning in the content.
         Raises :class:`~model.llama.ModelLoadError` or :class:`~model.template.TemplateError`
         (also when the template fails on a sample conversation, see :mod:`model.prompt`),
         :class:`~model.families.FamilyError` for an unknown ``tool_format``.
@@ -77,7 +79,11 @@ class ServedModel:
             prompt = ChatPrompt(model, template)
             prompt.check()
             chat_format = ChatFormat(
-                model, template, tool_format=tool_format, reasoning_budget=reasoning_budget
+                model,
+                template,
+                tool_format=tool_format,
+                reasoning_budget=reasoning_budget,
+                reasoning_format=reasoning_format,
             )
             if not options.ctx_size:
                 ctx_size = min(model.n_ctx_train, DEFAULT_MAX_CONTEXT)

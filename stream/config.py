@@ -62,6 +62,9 @@ class Config:
         None, "model family read for reasoning and tool calls (default: from the chat template)"
     )
     reasoning_budget: int = _opt(-1, "default thinking budget in tokens (-1: unlimited)")
+    reasoning_format: str = _opt(
+        "auto", "'auto': reasoning goes to reasoning_content; 'none': it stays in content"
+    )
     max_body_size: int = _opt(8 * MIB, "largest request body accepted, in bytes")
     send_buffer: int = _opt(64 * KIB, "socket send buffer per connection, bytes (0: kernel's)")
     stream_buffer: int = _opt(64, "events buffered per stream before its sequence pauses")
@@ -83,6 +86,10 @@ class Config:
             if value < low or (high is not None and value > high):
                 bound = f"at least {low}" if high is None else f"{low} to {high}"
                 raise ValueError(f"{name} must be {bound}, not {value}")
+        if self.reasoning_format not in ("auto", "none"):
+            raise ValueError(
+                f"reasoning_format must be 'auto' or 'none', not {self.reasoning_format!r}"
+            )
         if self.tool_format is not None:
             family_by_name(self.tool_format)  # FamilyError (a ValueError) lists the names
 

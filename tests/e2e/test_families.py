@@ -228,6 +228,18 @@ def test_a_forced_call_after_reasoning_is_held_by_the_grammar_from_the_blocks_en
     assert usage.completion_tokens_details is not None
 
 
+def test_reasoning_format_none_leaves_the_think_block_in_content() -> None:
+    with running_server(chat_template=THINKING_TEMPLATE, slots=1, reasoning_format="none") as raw:
+        reply = _client(raw).chat.completions.create(
+            model="m", messages=ASK, temperature=0, max_tokens=10
+        )
+    message = reply.choices[0].message.model_dump()
+    assert not message.get("reasoning_content")
+    assert (message["content"] or "").strip()
+    assert reply.usage is not None
+    assert reply.usage.completion_tokens_details is None
+
+
 def test_template_kwargs_reach_the_template_and_junk_is_refused(thinking: RunningServer) -> None:
     reply = _client(thinking).chat.completions.create(
         model="m",

@@ -233,6 +233,7 @@ def test_every_field_has_a_flag(name: str) -> None:
         **{n: ([], True) for n in BOOLS},
         **{n: (["abc"], "abc") for n in OPTIONAL_STRINGS + REQUIRED_STRINGS},
         "tool_format": (["llama3"], "llama3"),  # a family name is checked
+        "reasoning_format": (["none"], "none"),  # one of two values
     }
     args, expected = sample[name]
     assert getattr(Config.from_args([flag, *args], {}), name) == expected
@@ -250,6 +251,13 @@ def test_an_unknown_tool_format_exits_2_listing_the_families(
     with pytest.raises(SystemExit) as exited:
         Config.from_args([], {"SLUICE_TOOL_FORMAT": "klingon"})
     assert exited.value.code == 2
+
+
+def test_reasoning_format_is_auto_or_none() -> None:
+    assert Config().reasoning_format == "auto"
+    assert Config.from_mapping({"reasoning_format": "none"}).reasoning_format == "none"
+    with pytest.raises(ValueError, match="reasoning_format"):
+        Config.from_mapping({"reasoning_format": "raw"})
 
 
 def test_cli_overrides_env_and_env_fills_the_rest() -> None:
