@@ -32,6 +32,11 @@ TEMPLATES = {
     "mistralai-Mistral-Nemo-Instruct-2407.jinja": "mistral-array",
     "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja": "deepseek-r1",
     "openai-gpt-oss-120b.jinja": "harmony",
+    "deepseek-ai-DeepSeek-V3.1.jinja": "deepseek-v3.1",
+    "mistralai-Ministral-3-14B-Reasoning-2512.jinja": "magistral",
+    "ibm-granite-granite-3.3-2B-Instruct.jinja": "granite",
+    "meetkai-functionary-medium-v3.1.jinja": "functionary-v3.1",
+    "meetkai-functionary-medium-v3.2.jinja": "functionary-v3.2",
 }
 HISTORY: list[ChatCompletionMessageParam] = [
     *ASK,
