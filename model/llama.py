@@ -218,6 +218,11 @@ class LlamaModel:
                 found.append(buf.raw[:n])
         return found
 
+    def text_of(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        """The text of ``tokens`` (special ones as written when ``special``); unlike
+        :meth:`piece`, safe on any thread (its own buffer)."""
+        return b"".join(self.pieces(tokens, special=special)).decode("utf-8", "replace")
+
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
 

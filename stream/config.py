@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.families import family_by_name
+
 __all__ = ["KIB", "MIB", "SECONDS", "Config"]
 
 _DESCRIPTION = (
@@ -61,6 +63,13 @@ class Config:
     served_model_name: str | None = _opt(None, "model id shown to clients (default: file name)")
     strict_model_names: bool = _opt(False, "answer 404 for a 'model' other than the served one")
     chat_template: str | None = _opt(None, "'chatml', 'plain', a Jinja file or inline template")
+    tool_format: str | None = _opt(
+        None, "model family read for reasoning and tool calls (default: from the chat template)"
+    )
+    reasoning_budget: int = _opt(-1, "default thinking budget in tokens (-1: unlimited)")
+    reasoning_format: str = _opt(
+        "auto", "'auto': reasoning goes to reasoning_content; 'none': it stays in content"
+    )
     max_body_size: int = _opt(8 * MIB, "largest request body accepted, in bytes")
     send_buffer: int = _opt(64 * KIB, "socket send buffer per connection, bytes (0: kernel's)")
     stream_buffer: int = _opt(64, "events buffered per stream before its sequence pauses")
@@ -87,6 +96,12 @@ class Config:
             if value < low or (high is not None and value > high):
                 bound = f"at least {low}" if high is None else f"{low} to {high}"
                 raise ValueError(f"{name} must be {bound}, not {value}")
+        if self.reasoning_format not in ("auto", "none"):
+            raise ValueError(
+                f"reasoning_format must be 'auto' or 'none', not {self.reasoning_format!r}"
+            )
+        if self.tool_format is not None:
+            family_by_name(self.tool_format)  # FamilyError (a ValueError) lists the names
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> Config:
@@ -151,6 +166,7 @@ _RANGES: tuple[tuple[str, int, int | None], ...] = (
     ("responses_store_size", 0, None),
     ("responses_store_bytes", 0, None),
     ("responses_ttl", 0, None),
+    ("reasoning_budget", -1, None),
 )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from model.chat_output import ChatOutput
 from model.events import Event
 from model.params import GenerationRequest, Grammar, SamplingParams
 from model.tools import Tool, ToolChoice
@@ -59,7 +60,17 @@ class Model(Protocol):
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Tool] = (),
         choice: ToolChoice | None = None,
+        *,
+        template_kwargs: Mapping[str, Any] | None = None,
     ) -> list[int]: ...
+
+    def chat_output(
+        self,
+        prompt: Sequence[int],
+        tools: Sequence[Tool] = (),
+        *,
+        thinking_budget: int | None = None,
+    ) -> ChatOutput: ...
 
     def text_prompt(self, prompt: str | Sequence[int]) -> list[int]: ...
 
@@ -158,6 +169,7 @@ class Limits:
         logprobs: int | None,
         grammar: Grammar | None = None,
         tools: tuple[str, ...] | None = None,
+        output: ChatOutput | None = None,
     ) -> GenerationRequest:
         """The engine's request, its completion limit lowered to the room left in the
         context and its deadline set from now. Call :meth:`check_prompt` first."""
@@ -192,4 +204,5 @@ class Limits:
             logprobs=logprobs,
             grammar=grammar,
             tools=tools,
+            output=output,
         )

@@ -4,12 +4,16 @@ Request fields and response shapes follow the OpenAI API reference for
 ``chat.completion`` and ``chat.completion.chunk``: a stream opens with each choice's role,
 text arrives as ``delta.content``, tool calls as ``delta.tool_calls`` (the first delta of a
 call carries its ``id``, ``type`` and function ``name``, later ones argument fragments).
+
+Deviation: the model's reasoning arrives as ``delta.reasoning_content`` (and the same text as
+``delta.reasoning``), as llama.cpp's and vLLM's servers send it and OpenAI's own API does not;
+``usage.completion_tokens_details.reasoning_tokens`` is present when there was reasoning.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from model.events import Delta, Event, Finished, TokenLogprobs, ToolCallDelta
@@ -22,6 +26,7 @@ from stream.plan import Adapter, Limits, Model, Plan
 from .choices import ChoicesEncoder, logprob_entry
 from .llama_server import LLAMA_SERVER, Extensions, check_samplers, extensions, schema_param
 from .openai import COMMON, OpenAIRequest, boolean, common_fields, integer
+from .reasoning import REASONING_FIELDS, ReasoningOptions, reasoning_options
 
 __all__ = ["ADAPTER", "ChatEncoder", "ChatRequest", "ResponseFormat", "parse", "plan"]
 
@@ -38,6 +43,7 @@ _CHAT = (
         "parallel_tool_calls",
     }
     | LLAMA_SERVER
+    | REASONING_FIELDS
 )
 
 
@@ -69,6 +75,7 @@ class ChatRequest(OpenAIRequest):
     parallel_tool_calls: Any = None
     #: llama.cpp server's ``grammar``: GBNF text the output must match.
     grammar: str | None = None
+    reasoning: ReasoningOptions = field(default_factory=ReasoningOptions)
 
 
 def _content(message: Mapping[str, Any], i: int) -> str | None:
@@ -228,6 +235,7 @@ def parse(body: dict[str, Any]) -> ChatRequest:
         tools=body.get("tools"),
         tool_choice=body.get("tool_choice"),
         parallel_tool_calls=body.get("parallel_tool_calls"),
+        reasoning=reasoning_options(body),
     )
 
 
@@ -262,7 +270,10 @@ def plan(request: ChatRequest, model: Model, limits: Limits) -> Plan:
         request.tool_choice, tools, parallel_tool_calls=request.parallel_tool_calls
     )
     calling = bool(tools) and choice is not None and choice.mode != "none"
-    prompt = model.chat_prompt(request.messages, tools, choice)
+    reasoning = request.reasoning
+    prompt = model.chat_prompt(
+        request.messages, tools, choice, template_kwargs=reasoning.template_kwargs or None
+    )
     limits.check_prompt(model, prompt, param="messages", n=request.n, sampling=request.sampling)
     fmt = request.response_format
     with schema_param(fmt.param if fmt else None):
@@ -291,7 +302,9 @@ def plan(request: ChatRequest, model: Model, limits: Limits) -> Plan:
         n=request.n,
         logprobs=request.logprobs,
         grammar=grammar,
-        tools=tuple(tool.name for tool in tools) if calling else None,
+        output=model.chat_output(
+            prompt, tools if calling else (), thinking_budget=reasoning.thinking_budget
+        ),
     )
     encoder = ChatEncoder(
         model.name,
@@ -332,6 +345,11 @@ class ChatEncoder(ChoicesEncoder):
         shaped = _logprobs(logprobs) if self.logprobs else None
         return {"index": index, "delta": delta, "logprobs": shaped, "finish_reason": finish}
 
+    def _reasoning(self, event: Delta) -> dict[str, Any]:
+        choice = self._choice(event.index, event.text or None, None, logprobs=event.logprobs)
+        choice["delta"].update(reasoning_content=event.reasoning, reasoning=event.reasoning)
+        return choice
+
     def _tool_call(self, event: ToolCallDelta) -> dict[str, Any]:
         call: dict[str, Any] = {"index": event.call}
         if event.id is not None:
@@ -349,6 +367,9 @@ class ChatEncoder(ChoicesEncoder):
         deltas = [e for e in events if isinstance(e, Delta) and e.index == index]
         text = "".join(d.text for d in deltas)
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        reasoning = "".join(d.reasoning for d in deltas)
+        if reasoning:
+            message["reasoning_content"] = message["reasoning"] = reasoning
         parts = (e for e in events if isinstance(e, ToolCallDelta) and e.index == index)
         calls = join_tool_calls(parts).get(index)
         if calls:

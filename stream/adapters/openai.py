@@ -28,7 +28,6 @@ _UNSUPPORTED = {
     "web_search_options",
     "functions",
     "function_call",
-    "reasoning_effort",
     "best_of",
     "suffix",
     "echo",

@@ -560,7 +560,6 @@ UNSUPPORTED: list[tuple[str, Any]] = [
     ("modalities", ["text", "audio"]),
     ("prediction", {"type": "content", "content": "x"}),
     ("web_search_options", {}),
-    ("reasoning_effort", "low"),
 ]
 
 
