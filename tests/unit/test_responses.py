@@ -171,6 +171,120 @@ def test_text_then_tool_calls_close_each_item_before_the_next() -> None:
     assert final["output"][0]["content"][0]["text"] == "Let me check."
 
 
+def test_reasoning_is_an_item_before_the_answer_with_its_own_events() -> None:
+    usage = Usage(prompt_tokens=9, completion_tokens=7, reasoning_tokens=4)
+    events: list[Event] = [
+        Delta("", 1, reasoning="Let me"),
+        Delta("", 2, reasoning=" think."),
+        Delta("Hi", 1, reasoning=" Done."),  # the block closes inside one release
+        ToolCallDelta(0, 0, "call_1", "weather", ""),
+        ToolCallDelta(0, 0, None, None, "{}"),
+        Finished("tool_calls", usage),
+    ]
+    parsed, ended, done = stream(events)
+    assert ended
+    assert names(parsed)[2:] == [
+        "response.output_item.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [p["sequence_number"] for p in parsed] == list(range(len(parsed)))
+    added = parsed[2]["item"]
+    assert added["id"].startswith("rs_")
+    assert added["type"] == "reasoning"
+    assert (added["summary"], added["content"], added["status"]) == ([], [], "in_progress")
+    for delta in parsed[3:6]:
+        assert (delta["item_id"], delta["output_index"], delta["content_index"]) == (
+            added["id"],
+            0,
+            0,
+        )
+    assert [d["delta"] for d in parsed[3:6]] == ["Let me", " think.", " Done."]
+    assert parsed[6]["text"] == "Let me think. Done."
+    item = parsed[7]["item"]
+    assert item == {
+        "id": added["id"],
+        "type": "reasoning",
+        "status": "completed",
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": "Let me think. Done."}],
+    }
+    assert parsed[8]["output_index"] == 1  # the message after the reasoning
+    final = parsed[-1]["response"]
+    assert [i["type"] for i in final["output"]] == ["reasoning", "message", "function_call"]
+    assert final["output"][0] == item
+    assert final["usage"]["output_tokens_details"] == {"reasoning_tokens": 4}
+    assert done == [final]
+    whole = json.loads(ResponsesEncoder("m", ECHO).whole(events).data)
+    assert whole["output"][0]["content"] == item["content"]
+    assert whole["usage"] == final["usage"]
+
+
+def test_reasoning_cut_off_by_the_output_limit_is_an_incomplete_item() -> None:
+    parsed, ended, _ = stream([Delta("", 3, reasoning="Hmm"), Finished("length", USAGE)])
+    assert ended
+    assert names(parsed)[-3:] == [
+        "response.reasoning_text.done",
+        "response.output_item.done",
+        "response.incomplete",
+    ]
+    final = parsed[-1]["response"]
+    assert final["output"][0]["status"] == "incomplete"
+    assert final["output"][0]["content"] == [{"type": "reasoning_text", "text": "Hmm"}]
+
+
+@pytest.mark.parametrize(
+    ("effort", "kwargs", "budget"),
+    [
+        (None, {}, None),
+        ("none", {"enable_thinking": False}, 0),
+        ("minimal", {}, 256),
+        ("low", {"reasoning_effort": "low"}, None),
+        ("xhigh", {"reasoning_effort": "high"}, None),
+    ],
+)
+def test_reasoning_effort_is_mapped_as_the_chat_routes(
+    effort: str | None, kwargs: dict[str, Any], budget: int | None
+) -> None:
+    request = parse({"input": "hi", "reasoning": {"effort": effort, "summary": "auto"}})
+    assert request.reasoning.template_kwargs == kwargs
+    assert request.reasoning.thinking_budget == budget
+
+
+def test_a_stored_reasoning_item_is_dropped_from_the_next_prompt() -> None:
+    previous = (
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Q"}]},
+        {
+            "type": "reasoning",
+            "id": "rs_1",
+            "summary": [],
+            "content": [{"type": "reasoning_text", "text": "think"}],
+        },
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "A"}]},
+    )
+    request = parse({"input": "Again"}, previous=previous)
+    turns = messages(request.conversation)
+    assert [(t["role"], t["content"]) for t in turns] == [
+        ("user", "Q"),
+        ("assistant", "A"),
+        ("user", "Again"),
+    ]
+
+
 def test_the_output_limit_makes_the_response_incomplete() -> None:
     parsed, ended, done = stream([Delta("abc", 2), Finished("length", USAGE)])
     assert ended
@@ -210,6 +324,7 @@ def test_a_transport_failure_is_response_failed_too() -> None:
     st.lists(
         st.one_of(
             st.text(max_size=5).map(lambda t: ("text", t)),
+            st.text(max_size=5).map(lambda t: ("reasoning", t)),
             st.tuples(st.just("call"), st.text(max_size=5)),
         ),
         max_size=12,
@@ -222,6 +337,8 @@ def test_whole_is_the_streamed_final_response(pieces: list[tuple[str, str]], rea
     for kind, text in pieces:
         if kind == "text":
             events.append(Delta(text, 1))
+        elif kind == "reasoning":
+            events.append(Delta("", 1, reasoning=text))
         else:
             events.append(ToolCallDelta(0, calls, f"call_{calls}", "f", ""))
             events.append(ToolCallDelta(0, calls, None, None, text))
@@ -250,6 +367,13 @@ def test_whole_is_the_streamed_final_response(pieces: list[tuple[str, str]], rea
         for part in item["content"]
     )
     assert joined == text
+    thought = "".join(
+        part["text"]
+        for item in whole["output"]
+        if item["type"] == "reasoning"
+        for part in item["content"]
+    )
+    assert thought == "".join(t for k, t in pieces if k == "reasoning")
 
 
 def test_whole_past_its_deadline_is_a_504() -> None:

@@ -6,7 +6,9 @@ events into the ``response`` object or its typed stream events, ``store`` keeps 
 responses for ``previous_response_id`` and the ``GET``/``DELETE`` routes. A continuation's
 prompt is the stored conversation (earlier inputs and outputs) plus the new input, rendered
 by the chat template as a chat would be, so the engine's prefix cache reuses the parent's KV
-cache where a slot still holds it. :func:`adapter` binds one request's owner and the store:
+cache where a slot still holds it. The answer is read by the model's family as a chat answer
+is (:mod:`model.chat_output`): reasoning becomes a ``reasoning`` output item, the family's
+calls ``function_call`` items. :func:`adapter` binds one request's owner and the store:
 the HTTP route here runs it through the pipeline, and so can any other transport.
 """
 
@@ -76,8 +78,11 @@ def plan(
     tools, choice = tools_of(request)
     calling = bool(tools) and choice.mode != "none"
     fmt = request.text_format
+    reasoning = request.reasoning
     try:
-        prompt = model.chat_prompt(history, tools, choice)
+        prompt = model.chat_prompt(
+            history, tools, choice, template_kwargs=reasoning.template_kwargs or None
+        )
         limits.check_prompt(model, prompt, param="input", n=1, sampling=request.sampling)
         grammar = model.grammar(
             fmt.type if fmt else None,
@@ -102,7 +107,9 @@ def plan(
         n=1,
         logprobs=None,
         grammar=grammar,
-        tools=tuple(tool.name for tool in tools) if calling else None,
+        output=model.chat_output(
+            prompt, tools if calling else (), thinking_budget=reasoning.thinking_budget
+        ),
     )
     encoder = ResponsesEncoder(model.name, request.echo or {}, on_done=on_done)
     return Plan(generation, encoder, request.stream)

@@ -2,10 +2,14 @@
 
 A stream follows the OpenAI API reference's *Streaming events*: ``response.created`` and
 ``response.in_progress`` open it; each output item is announced
-(``response.output_item.added``), filled (a ``message`` through
+(``response.output_item.added``), filled (a ``reasoning`` item through
+``response.reasoning_text.delta``; a ``message`` through
 ``response.content_part.added`` and ``response.output_text.delta``; a ``function_call``
 through ``response.function_call_arguments.delta``), closed (``*.done`` events up to
-``response.output_item.done``); ``response.completed``, ``response.incomplete`` (the output
+``response.output_item.done``). The model's reasoning (read by its family) is a ``reasoning``
+item before the answer: its text in ``content`` as one ``reasoning_text`` part, ``summary``
+empty (Sluice writes no summaries), no ``encrypted_content``; its tokens are counted in
+``usage.output_tokens_details.reasoning_tokens``. ``response.completed``, ``response.incomplete`` (the output
 limit) or ``response.failed`` (a server end) closes the stream, with no ``[DONE]`` after it.
 Every event carries the SSE ``event:`` name and a ``sequence_number`` from 0, which a
 resumable transport can use to replay the events after one
@@ -44,7 +48,7 @@ def usage_object(usage: Usage) -> dict[str, Any]:
         "input_tokens": usage.prompt_tokens,
         "input_tokens_details": {"cached_tokens": usage.cached_tokens},
         "output_tokens": usage.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.total_tokens,
     }
 
@@ -136,7 +140,15 @@ class ResponsesEncoder:
         index = len(self.output) - 1
         place = {"item_id": item["id"], "output_index": index}
         documents = []
-        if item["type"] == "message":
+        if item["type"] == "reasoning":
+            text = "".join(self._texts)
+            item["content"] = [{"type": "reasoning_text", "text": text}]
+            documents.append(
+                self._event(
+                    "response.reasoning_text.done", {**place, "content_index": 0, "text": text}
+                )
+            )
+        elif item["type"] == "message":
             text = "".join(self._texts)
             part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
             item["content"] = [part]
@@ -174,9 +186,9 @@ class ResponsesEncoder:
     def encode(self, event: Event) -> Sequence[Document]:
         """The events for one engine event; the last ones end with the final response."""
         if isinstance(event, Delta):
+            documents = self._reasoning(event.reasoning) if event.reasoning else []
             if not event.text:
-                return ()  # a token whose text is still held back
-            documents = []
+                return documents  # reasoning only, or a token whose text is still held back
             if self._open is None or self._open["type"] != "message":
                 documents += self._close("completed")
                 item = {
@@ -230,6 +242,28 @@ class ResponsesEncoder:
                 )
             return documents
         return self._finish(event)
+
+    def _reasoning(self, text: str) -> list[Document]:
+        documents = []
+        if self._open is None or self._open["type"] != "reasoning":
+            documents += self._close("completed")
+            item = {
+                "id": f"rs_{secrets.token_hex(24)}",
+                "type": "reasoning",
+                "status": "in_progress",
+                "summary": [],
+                "content": [],
+            }
+            documents += self._start(item)
+            self._texts = []
+        self._texts.append(text)
+        place = {"item_id": self._open_id, "output_index": len(self.output) - 1}
+        documents.append(
+            self._event(
+                "response.reasoning_text.delta", {**place, "content_index": 0, "delta": text}
+            )
+        )
+        return documents
 
     @property
     def _open_id(self) -> str:

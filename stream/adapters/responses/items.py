@@ -3,8 +3,8 @@
 Normalized items are what the store keeps and ``input_items`` lists: ``message`` items (with
 an id and a list of ``input_text`` or ``output_text`` parts), ``function_call`` and
 ``function_call_output`` items. Deviations from the OpenAI reference: ``reasoning`` items are
-dropped (chat templates drop earlier turns' reasoning, and Sluice writes none);
-``item_reference`` items are refused.
+dropped, whether sent back in ``input`` or stored as an earlier response's output (chat
+templates drop earlier turns' reasoning too); ``item_reference`` items are refused.
 """
 
 from __future__ import annotations
@@ -151,6 +151,8 @@ def messages(items: tuple[dict[str, Any], ...]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for item in items:
         kind = item["type"]
+        if kind == "reasoning":
+            continue  # an earlier response's output, kept in the store
         if kind == "message":
             role = "system" if item["role"] == "developer" else item["role"]
             out.append({"role": role, "content": "".join(p["text"] for p in item["content"])})

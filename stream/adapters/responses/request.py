@@ -7,7 +7,9 @@ chosen for a local server:
 * ``truncation: "auto"`` is refused (400): Sluice never drops conversation items to fit;
 * a function tool's ``strict`` defaults to false (OpenAI's default is true): a schema that
   breaks the strict rules is then served rather than refused;
-* ``reasoning`` is accepted and has no effect yet (its ``effort`` is validated).
+* ``reasoning.effort`` is mapped as the chat route maps ``reasoning_effort``
+  (:mod:`..reasoning`; ``xhigh`` as ``high``); ``reasoning.summary`` is accepted and no
+  summary is written (the reasoning item carries the reasoning text itself).
 
 Input items are read in :mod:`.items`.
 """
@@ -15,7 +17,7 @@ Input items are read in :mod:`.items`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from model.tools import Tool, ToolChoice, ToolError, parse_tool_choice, parse_tools
@@ -23,6 +25,7 @@ from stream.errors import InvalidRequest
 
 from ..chat import ResponseFormat
 from ..openai import OpenAIRequest, boolean, common_fields, integer
+from ..reasoning import ReasoningOptions, reasoning_options
 from .items import input_items
 
 __all__ = ["ResponsesRequest", "parse", "tools_of"]
@@ -90,9 +93,10 @@ class ResponsesRequest(OpenAIRequest):
     parallel_tool_calls: bool = True
     store: bool = True
     previous_response_id: str | None = None
-    #: ``reasoning.effort`` as asked (validated; no effect yet: the hook for model families
-    #: that take an effort in their template).
+    #: ``reasoning.effort`` as asked (validated).
     reasoning_effort: str | None = None
+    #: What the effort asks of the template and the thinking budget, as on the chat route.
+    reasoning: ReasoningOptions = field(default_factory=ReasoningOptions)
     #: Request fields a response echoes (``tools``, ``text``, ``metadata``, ...), as the
     #: API reference shows them.
     echo: Mapping[str, Any] | None = None
@@ -163,6 +167,10 @@ def parse(
         store=store is not False,
         previous_response_id=previous_id,
         reasoning_effort=reasoning["effort"],
+        # The chat route's efforts stop at "high"; OpenAI's newer "xhigh" is the most there is.
+        reasoning=reasoning_options(
+            {"reasoning_effort": "high" if reasoning["effort"] == "xhigh" else reasoning["effort"]}
+        ),
         echo=echo,
     )
 
@@ -171,7 +179,8 @@ def _refuse(body: Mapping[str, Any]) -> None:
     """What Sluice cannot honour, by name, before anything else is read."""
     refusals = {
         "background": body.get("background") not in (None, False),
-        # Sluice writes no reasoning items, so there is never encrypted reasoning to include.
+        # Sluice's reasoning items carry their text in the clear: there is never encrypted
+        # reasoning to include, and asking for it is harmless.
         "include": not _strings(body.get("include"), {"reasoning.encrypted_content"}),
         "top_logprobs": body.get("top_logprobs") not in (None, 0),
         "conversation": body.get("conversation") is not None,
