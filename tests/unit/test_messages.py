@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from model.events import Delta, Finished, ToolCallDelta, Usage
+from model.events import Delta, Event, Finished, ToolCallDelta, Usage
 from model.stop import StopMatcher
 from stream.adapters.messages import MessagesEncoder, _tools, error_body
 from stream.adapters.messages.request import parse
@@ -96,7 +96,13 @@ def test_tools_and_choices_map_to_the_chat_api() -> None:
         ({"top_k": -1}, "top_k"),
         ({"stop_sequences": "x"}, "stop_sequences"),
         ({"stop_sequences": ["x"] * 17}, "stop_sequences"),
-        ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 8}}, "thinking.budget_tokens"),
+        ({"thinking": {"type": "enabled"}}, "thinking.budget_tokens"),
+        ({"thinking": {"type": "enabled", "budget_tokens": 0}}, "thinking.budget_tokens"),
+        ({"thinking": {"type": "enabled", "budget_tokens": True}}, "thinking.budget_tokens"),
+        ({"thinking": {"type": "adaptive", "display": "full"}}, "thinking.display"),
+        ({"thinking": {"type": "between_tools"}}, "thinking.type"),
+        ({"thinking": "on"}, "thinking.type"),
         ({"frequency_penalty": 1}, "frequency_penalty"),
         ({"tools": [{"type": "web_search_20250305", "name": "s"}]}, "tools[0].type"),
         ({"tools": [{"name": "s"}]}, "tools[0].input_schema"),
@@ -123,6 +129,50 @@ def test_bad_bodies_name_the_parameter(fields: dict[str, Any], param: str) -> No
     with pytest.raises(InvalidRequest) as caught:
         parse({k: v for k, v in body(**fields).items() if v is not None})
     assert caught.value.param == param
+
+
+@pytest.mark.parametrize(
+    ("thinking", "kwargs", "budget", "shown"),
+    [
+        (None, {"enable_thinking": False}, 0, "none"),
+        ({"type": "disabled"}, {"enable_thinking": False}, 0, "none"),
+        ({"type": "enabled", "budget_tokens": 7}, {"enable_thinking": True}, 7, "shown"),
+        ({"type": "enabled", "budget_tokens": 1024}, {"enable_thinking": True}, 1024, "shown"),
+        ({"type": "adaptive"}, {"enable_thinking": True}, None, "shown"),
+        ({"type": "adaptive", "display": "omitted"}, {"enable_thinking": True}, None, "omitted"),
+    ],
+)
+def test_thinking_becomes_the_chat_routes_reasoning_options(
+    thinking: Any, kwargs: dict[str, Any], budget: int | None, shown: str
+) -> None:
+    request = parse(body(max_tokens=2048, thinking=thinking))
+    assert request.reasoning.template_kwargs == kwargs
+    assert request.reasoning.thinking_budget == budget
+    assert request.thinking == shown
+    counted = parse({"messages": body()["messages"], "thinking": thinking}, counting=True)
+    assert counted.reasoning == request.reasoning  # the same prompt is counted
+
+
+def test_thinking_blocks_sent_back_are_dropped() -> None:
+    request = parse(
+        body(
+            messages=[
+                {"role": "user", "content": "Weather?"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": "Paris, so...", "signature": "abc"},
+                        {"type": "redacted_thinking", "data": "xyz"},
+                        {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}},
+                    ],
+                },
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]},
+            ]
+        )
+    )
+    assert [m["role"] for m in request.messages] == ["user", "assistant", "tool"]
+    assert request.messages[1]["content"] is None
+    assert "Paris" not in json.dumps(request.messages)
 
 
 def test_count_tokens_bodies_need_no_max_tokens() -> None:
@@ -199,6 +249,89 @@ def test_stream_opens_closes_and_switches_blocks() -> None:
     }
     last = encoder.encode(Finished("stop", USAGE))[-1]
     assert last.kind == "end"
+
+
+THOUGHT: list[Event] = [
+    Delta("", 1, reasoning="Paris"),
+    Delta("", 1, reasoning=" is in France."),
+    Delta("Sunny", 1, reasoning="."),  # the block closes inside one release
+    ToolCallDelta(0, 0, "call_1", "w", ""),
+    ToolCallDelta(0, 0, None, None, '{"c": "P"}'),
+    Finished("tool_calls", USAGE),
+]
+
+
+def test_reasoning_streams_as_a_thinking_block_signed_empty_before_it_stops() -> None:
+    encoder = MessagesEncoder("m", input_tokens=20, stop_sequences=(), thinking="shown")
+    out = frames(encoder, *THOUGHT)
+    assert [name for name, _ in out] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert out[1][1] == {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "thinking", "thinking": "", "signature": ""},
+    }
+    assert [data["delta"] for _, data in out[2:6]] == [
+        {"type": "thinking_delta", "thinking": "Paris"},
+        {"type": "thinking_delta", "thinking": " is in France."},
+        {"type": "thinking_delta", "thinking": "."},
+        {"type": "signature_delta", "signature": ""},
+    ]
+    assert all(data["index"] == 0 for _, data in out[2:7])
+    assert out[7][1]["content_block"] == {"type": "text", "text": ""}
+    assert (out[8][1]["index"], out[8][1]["delta"]) == (1, {"type": "text_delta", "text": "Sunny"})
+    assert out[10][1]["content_block"]["type"] == "tool_use"
+    assert out[10][1]["index"] == 2
+    whole = json.loads(
+        MessagesEncoder("m", input_tokens=20, stop_sequences=(), thinking="shown")
+        .whole(THOUGHT)
+        .data
+    )
+    assert whole["content"] == [
+        {"type": "thinking", "thinking": "Paris is in France..", "signature": ""},
+        {"type": "text", "text": "Sunny"},
+        {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {"c": "P"}},
+    ]
+
+
+def test_omitted_thinking_is_an_empty_block_and_no_thinking_drops_it() -> None:
+    omitted = MessagesEncoder("m", input_tokens=20, stop_sequences=(), thinking="omitted")
+    out = frames(omitted, *THOUGHT)
+    assert out[1][1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
+    assert out[2][1]["delta"] == {"type": "signature_delta", "signature": ""}
+    assert "France" not in json.dumps(out)
+    whole = json.loads(
+        MessagesEncoder("m", input_tokens=20, stop_sequences=(), thinking="omitted")
+        .whole(THOUGHT)
+        .data
+    )
+    assert whole["content"][0] == {"type": "thinking", "thinking": "", "signature": ""}
+    dropped = MessagesEncoder("m", input_tokens=20, stop_sequences=())
+    out = frames(dropped, *THOUGHT)
+    assert "France" not in json.dumps(out)
+    assert [
+        data["content_block"]["type"] for name, data in out if name == "content_block_start"
+    ] == [
+        "text",
+        "tool_use",
+    ]
+    whole = json.loads(MessagesEncoder("m", input_tokens=20, stop_sequences=()).whole(THOUGHT).data)
+    assert [block["type"] for block in whole["content"]] == ["text", "tool_use"]
 
 
 def test_a_server_end_is_an_error_event() -> None:

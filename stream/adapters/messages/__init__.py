@@ -1,7 +1,9 @@
 """The Anthropic Messages API (``POST /v1/messages``, ``POST /v1/messages/count_tokens``).
 
 ``request`` parses a body into the conversation the chat adapter would build, so prompts,
-tools, forced-call grammars and limits are the chat API's own; ``encoder`` shapes the events
+tools, forced-call grammars, limits and the reading of the answer by the model's family
+(:mod:`model.chat_output`: its tool calls, its reasoning as thinking blocks) are the chat
+API's own; ``encoder`` shapes the events
 as Anthropic's ``message`` and stream events; ``errors`` gives this route its error shape.
 """
 
@@ -67,7 +69,9 @@ def _prompt(
 ) -> tuple[list[int], tuple[Tool, ...], ToolChoice]:
     limits.check_messages(request.count)
     tools, choice = _tools(request)
-    return model.chat_prompt(request.messages, tools, choice), tools, choice
+    kwargs = request.reasoning.template_kwargs or None
+    prompt = model.chat_prompt(request.messages, tools, choice, template_kwargs=kwargs)
+    return prompt, tools, choice
 
 
 def plan(request: MessagesRequest, model: Model, limits: Limits) -> Plan:
@@ -92,9 +96,16 @@ def plan(request: MessagesRequest, model: Model, limits: Limits) -> Plan:
         n=1,
         logprobs=None,
         grammar=grammar,
-        tools=tuple(tool.name for tool in tools) if calling else None,
+        output=model.chat_output(
+            prompt, tools if calling else (), thinking_budget=request.reasoning.thinking_budget
+        ),
     )
-    encoder = MessagesEncoder(model.name, input_tokens=len(prompt), stop_sequences=request.stop)
+    encoder = MessagesEncoder(
+        model.name,
+        input_tokens=len(prompt),
+        stop_sequences=request.stop,
+        thinking=request.thinking,
+    )
     return Plan(generation, encoder, request.stream, heartbeat=PING)
 
 

@@ -1,15 +1,19 @@
 """Engine events as Anthropic ``message`` objects and Messages API stream events.
 
 A stream is ``message_start``; per content block ``content_block_start``,
-``content_block_delta`` (``text_delta``, or ``input_json_delta`` with ``partial_json`` for a
-``tool_use`` block) and ``content_block_stop``; then ``message_delta`` (``stop_reason``,
+``content_block_delta`` (``text_delta``; ``input_json_delta`` with ``partial_json`` for a
+``tool_use`` block; ``thinking_delta`` for a ``thinking`` block, then one ``signature_delta``)
+and ``content_block_stop``; then ``message_delta`` (``stop_reason``,
 ``stop_sequence``, usage) and ``message_stop``. A failure after the start is an ``error``
 event in Anthropic's error shape, and the stream ends.
 
 Deviations: ``message_start`` reports the whole prompt as ``input_tokens`` (which tokens the
 KV cache already held is known only once the engine placed the request); ``message_delta``
 then carries the final ``input_tokens`` and ``cache_read_input_tokens``, whose sum is the
-prompt, as in Anthropic's usage. Tool-use ids are ``toolu_`` and 24 hex digits.
+prompt, as in Anthropic's usage. Tool-use ids are ``toolu_`` and 24 hex digits. A thinking
+block's ``signature`` is empty: nothing is signed, and thinking blocks sent back are dropped
+unchecked (:mod:`.request`). Reasoning tokens are not counted apart (Anthropic's usage has no
+field for them).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from model.events import Delta, Event, Finished, ToolCallDelta, Usage
 from stream.documents import Document, json_document
@@ -63,11 +67,20 @@ class MessagesEncoder:
     """Every document of one Messages API response (see the module notes).
 
     ``input_tokens``: the prompt's length; ``stop_sequences``: the client's, so that a
-    template's own stop strings end a turn as ``end_turn``.
+    template's own stop strings end a turn as ``end_turn``; ``thinking``: reasoning becomes
+    thinking blocks with its text (``shown``) or without (``omitted``), or is dropped.
     """
 
-    def __init__(self, model: str, *, input_tokens: int, stop_sequences: Sequence[str]) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        input_tokens: int,
+        stop_sequences: Sequence[str],
+        thinking: Literal["shown", "omitted", "none"] = "none",
+    ) -> None:
         self.model = model
+        self.thinking = thinking
         self.id = f"msg_{secrets.token_hex(12)}"
         self._input_tokens = input_tokens
         self._stop_sequences = frozenset(stop_sequences)
@@ -114,17 +127,31 @@ class MessagesEncoder:
     def _close(self) -> list[Document]:
         if self._open is None:
             return []
+        documents = []
+        if self._open == "thinking":
+            documents.append(self._delta({"type": "signature_delta", "signature": ""}))
         self._open = None
-        return [_event("content_block_stop", {"index": self._index})]
+        documents.append(_event("content_block_stop", {"index": self._index}))
+        return documents
+
+    def _thinking(self, text: str) -> list[Document]:
+        if self.thinking == "none":
+            return []
+        documents = [] if self._open == "thinking" else self._start(_thinking_block())
+        if self.thinking == "shown":
+            documents.append(self._delta({"type": "thinking_delta", "thinking": text}))
+        return documents
 
     def _delta(self, delta: dict[str, Any]) -> Document:
         return _event("content_block_delta", {"index": self._index, "delta": delta})
 
     def encode(self, event: Event) -> Sequence[Document]:
         if isinstance(event, Delta):
+            documents = self._thinking(event.reasoning) if event.reasoning else []
             if not event.text:
-                return ()
-            documents = [] if self._open == "text" else self._start({"type": "text", "text": ""})
+                return documents
+            if self._open != "text":
+                documents += self._start({"type": "text", "text": ""})
             documents.append(self._delta({"type": "text_delta", "text": event.text}))
             return documents
         if isinstance(event, ToolCallDelta):
@@ -179,6 +206,11 @@ class MessagesEncoder:
         content: list[dict[str, Any]] = []
         arguments: list[str] = []
         for event in events:
+            if isinstance(event, Delta) and event.reasoning and self.thinking != "none":
+                if not content or content[-1]["type"] != "thinking":
+                    content.append(_thinking_block())
+                if self.thinking == "shown":
+                    content[-1]["thinking"] += event.reasoning
             if isinstance(event, Delta) and event.text:
                 if not content or content[-1]["type"] != "text":
                     content.append({"type": "text", "text": ""})
@@ -193,6 +225,10 @@ class MessagesEncoder:
         for block, text in zip(calls, arguments, strict=True):
             block["input"] = _input(text)
         return json_document(self._message(content, finished))
+
+
+def _thinking_block() -> dict[str, Any]:
+    return {"type": "thinking", "thinking": "", "signature": ""}
 
 
 def _error(error_type: str, message: str) -> Document:

@@ -13,9 +13,25 @@ conversation the chat adapter builds, so prompts, tools and grammars are shared:
   ``required`` / a named function / ``none``; ``disable_parallel_tool_use`` is
   ``parallel_tool_calls: false``.
 
+``thinking`` (extended thinking) becomes the chat route's reasoning options:
+
+- ``{"type": "enabled", "budget_tokens": N}``: thinking on (``enable_thinking: true`` for
+  templates that read it) with a thinking budget of N tokens; N must be below ``max_tokens``,
+  as Anthropic requires, but may be below Anthropic's minimum of 1024 (small local models
+  think briefly);
+- ``{"type": "adaptive"}``: thinking on, the server's ``--reasoning-budget``;
+- ``{"type": "disabled"}``, or no ``thinking`` at all (as Anthropic's models answer without
+  thinking unless asked): thinking off (``enable_thinking: false``, and a budget of 0 closes a
+  think block the template opens anyway); what a model still writes as reasoning is dropped,
+  never sent as text;
+- ``display: "omitted"``: thinking blocks are sent with empty ``thinking``.
+
+Thinking and redacted-thinking blocks sent back in an assistant message are accepted and
+dropped, as chat templates drop earlier turns' reasoning.
+
 Deviations: a last ``assistant`` message (a prefill the answer would continue) is refused,
-as are image, document, thinking and server-tool blocks; ``cache_control`` and ``citations``
-on blocks are accepted and have no effect.
+as are image, document and server-tool blocks; ``cache_control`` and ``citations`` on blocks
+are accepted and have no effect.
 """
 
 from __future__ import annotations
@@ -23,12 +39,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
 from model.params import SamplingParams
 from stream.errors import InvalidRequest
 
 from ..openai import boolean, integer, number
+from ..reasoning import ReasoningOptions
 
 __all__ = ["MAX_STOP_SEQUENCES", "MessagesRequest", "parse"]
 
@@ -52,6 +69,7 @@ _FIELDS = frozenset(
         "thinking",
     }
 )
+_THINKING_OFF: Final = ReasoningOptions({"enable_thinking": False}, 0)
 #: What count_tokens reads (the others are a generation's).
 _COUNT_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking"})
 
@@ -73,6 +91,10 @@ class MessagesRequest:
     tools: list[dict[str, Any]] | None = None
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
+    #: ``thinking`` as the chat route's reasoning options (see the module notes).
+    reasoning: ReasoningOptions = field(default_factory=lambda: _THINKING_OFF)
+    #: Thinking blocks in the answer: ``shown``, ``omitted`` (empty text) or ``none``.
+    thinking: Literal["shown", "omitted", "none"] = "none"
 
 
 def _text_blocks(value: Any, param: str) -> str:
@@ -150,10 +172,12 @@ def _message(message: Any, i: int) -> list[dict[str, Any]]:
             calls.append(_tool_use(block, where))
         elif kind == "tool_result" and role == "user":
             results.append(_tool_result(block, where))
+        elif kind in ("thinking", "redacted_thinking") and role == "assistant":
+            continue  # earlier reasoning: templates drop it
         else:
             raise InvalidRequest(
                 f"'{where}.type' {kind!r} is not supported in a {role} message here; Sluice "
-                "takes text, tool_use (assistant) and tool_result (user) blocks.",
+                "takes text, tool_use and thinking (assistant) and tool_result (user) blocks.",
                 param=f"{where}.type",
             )
     text = "".join(texts)
@@ -258,19 +282,47 @@ def _check_fields(body: Mapping[str, Any], allowed: frozenset[str]) -> None:
     unknown = sorted(k for k in body if k not in allowed)
     if unknown:
         raise InvalidRequest(f"{unknown[0]}: Extra inputs are not permitted.", param=unknown[0])
-    thinking = body.get("thinking")
-    if thinking is not None and not (
-        isinstance(thinking, dict) and thinking.get("type") == "disabled"
-    ):
-        raise InvalidRequest(
-            "'thinking' is not supported here (only {'type': 'disabled'}).", param="thinking"
-        )
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidRequest("'metadata' must be an object.", param="metadata")
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise InvalidRequest("'model' must be a string.", param="model")
+
+
+def _thinking(
+    body: Mapping[str, Any], max_tokens: int | None
+) -> tuple[ReasoningOptions, Literal["shown", "omitted", "none"]]:
+    value = body.get("thinking")
+    if value is None:
+        return _THINKING_OFF, "none"
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind not in ("enabled", "adaptive", "disabled"):
+        raise InvalidRequest(
+            "'thinking' must be {'type': 'enabled', 'budget_tokens': N}, {'type': 'adaptive'} "
+            "or {'type': 'disabled'}.",
+            param="thinking.type",
+        )
+    assert isinstance(value, dict)
+    if kind == "disabled":
+        return _THINKING_OFF, "none"
+    display = value.get("display")
+    if display not in (None, "summarized", "omitted"):
+        raise InvalidRequest(
+            "'thinking.display' must be 'summarized' or 'omitted'.", param="thinking.display"
+        )
+    shown: Literal["shown", "omitted"] = "omitted" if display == "omitted" else "shown"
+    if kind == "adaptive":
+        return ReasoningOptions({"enable_thinking": True}), shown
+    budget = value.get("budget_tokens")
+    param = "thinking.budget_tokens"
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget < 2**31:
+        raise InvalidRequest(f"'{param}' must be a positive integer.", param=param)
+    if max_tokens is not None and budget >= max_tokens:
+        raise InvalidRequest(
+            f"'{param}' ({budget}) must be less than 'max_tokens' ({max_tokens}).", param=param
+        )
+    return ReasoningOptions({"enable_thinking": True}, budget), shown
 
 
 def parse(body: dict[str, Any], *, counting: bool = False) -> MessagesRequest:
@@ -288,10 +340,12 @@ def parse(body: dict[str, Any], *, counting: bool = False) -> MessagesRequest:
         "parallel_tool_calls": parallel,
     }
     if counting:
-        return MessagesRequest(**common)
+        reasoning, _ = _thinking(body, None)
+        return MessagesRequest(**common, reasoning=reasoning)
     max_tokens = integer(body, "max_tokens", 1)
     if max_tokens is None:
         raise InvalidRequest("Missing required parameter: 'max_tokens'.", param="max_tokens")
+    reasoning, thinking = _thinking(body, max_tokens)
     sampling = SamplingParams(
         # Anthropic's range: 0 to 1.
         temperature=number(body, "temperature", 1.0, 0.0, 1.0),
@@ -304,4 +358,6 @@ def parse(body: dict[str, Any], *, counting: bool = False) -> MessagesRequest:
         max_tokens=max_tokens,
         stop=_stop_sequences(body),
         sampling=sampling,
+        reasoning=reasoning,
+        thinking=thinking,
     )

@@ -3,17 +3,19 @@
 A stream follows the OpenAI API reference's *Streaming events*: ``response.created`` and
 ``response.in_progress`` open it; each output item is announced
 (``response.output_item.added``), filled (a ``reasoning`` item through
-``response.reasoning_text.delta``; a ``message`` through
-``response.content_part.added`` and ``response.output_text.delta``; a ``function_call``
-through ``response.function_call_arguments.delta``), closed (``*.done`` events up to
-``response.output_item.done``). The model's reasoning (read by its family) is a ``reasoning``
-item before the answer: its text in ``content`` as one ``reasoning_text`` part, ``summary``
-empty (Sluice writes no summaries), no ``encrypted_content``; its tokens are counted in
-``usage.output_tokens_details.reasoning_tokens``. ``response.completed``, ``response.incomplete`` (the output
+``response.reasoning_text.delta``; a ``message`` through ``response.content_part.added`` and
+``response.output_text.delta``; a ``function_call`` through
+``response.function_call_arguments.delta``), closed (``*.done`` events up to
+``response.output_item.done``); ``response.completed``, ``response.incomplete`` (the output
 limit) or ``response.failed`` (a server end) closes the stream, with no ``[DONE]`` after it.
 Every event carries the SSE ``event:`` name and a ``sequence_number`` from 0, which a
 resumable transport can use to replay the events after one
 (``GET /v1/responses/{id}?stream=true&starting_after=N``).
+
+The model's reasoning (read by its family) is a ``reasoning`` item before the answer: its
+text in ``content`` as one ``reasoning_text`` part, ``summary`` empty (Sluice writes no
+summaries), no ``encrypted_content``; its tokens are counted in
+``usage.output_tokens_details.reasoning_tokens``.
 
 A whole response is the same events folded into the final ``response`` object, so both
 answers agree. A completed or incomplete response is handed to ``on_done`` (the store).
