@@ -272,3 +272,35 @@ def test_a_budget_not_below_max_tokens_is_refused_in_anthropics_shape(
     assert error["type"] == "error"
     assert error["error"]["type"] == "invalid_request_error"
     assert "thinking.budget_tokens" in error["error"]["message"]
+
+
+def test_a_forced_call_cut_off_leaks_nothing_on_either_api(
+    llama3: RunningServer, mistral: RunningServer
+) -> None:
+    # Thinking off, so the few tokens allowed go to the call's head, which must be dropped.
+    with openai.OpenAI(base_url=llama3.api, api_key="unused", max_retries=0, timeout=180) as sdk:
+        response = sdk.responses.create(
+            model="m",
+            input=QUESTION,
+            tools=[WEATHER],
+            tool_choice={"type": "function", "name": "get_weather"},
+            reasoning={"effort": "none"},
+            temperature=0,
+            max_output_tokens=6,
+        )
+    assert response.status == "incomplete"
+    assert response.output_text == ""
+    assert all(item.type != "message" for item in response.output)
+    with anthropic.Anthropic(
+        base_url=mistral.url, api_key="unused", max_retries=0, timeout=180
+    ) as client:
+        message = client.messages.create(
+            model="m",
+            max_tokens=4,
+            extra_body=GREEDY,
+            messages=[{"role": "user", "content": QUESTION}],
+            tools=[WEATHER_TOOL],
+            tool_choice={"type": "tool", "name": "get_weather"},
+        )
+    assert message.stop_reason == "max_tokens"
+    assert all(block.type not in ("text", "thinking") for block in message.content)
