@@ -3,8 +3,8 @@
 ``request`` parses a body into the conversation the chat adapter would build, so prompts,
 tools, forced-call grammars, limits and the reading of the answer by the model's family
 (:mod:`model.chat_output`: its tool calls, its reasoning as thinking blocks) are the chat
-API's own; ``encoder`` shapes the events
-as Anthropic's ``message`` and stream events; ``errors`` gives this route its error shape.
+API's own; ``encoder`` shapes the events as Anthropic's ``message`` and stream events;
+``errors`` gives this route its error shape.
 """
 
 from __future__ import annotations

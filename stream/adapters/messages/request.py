@@ -39,7 +39,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from model.params import SamplingParams
 from stream.errors import InvalidRequest
@@ -69,7 +69,6 @@ _FIELDS = frozenset(
         "thinking",
     }
 )
-_THINKING_OFF: Final = ReasoningOptions({"enable_thinking": False}, 0)
 #: What count_tokens reads (the others are a generation's).
 _COUNT_FIELDS = frozenset({"model", "messages", "system", "tools", "tool_choice", "thinking"})
 
@@ -92,7 +91,7 @@ class MessagesRequest:
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
     #: ``thinking`` as the chat route's reasoning options (see the module notes).
-    reasoning: ReasoningOptions = field(default_factory=lambda: _THINKING_OFF)
+    reasoning: ReasoningOptions = field(default_factory=lambda: _thinking_off())
     #: Thinking blocks in the answer: ``shown``, ``omitted`` (empty text) or ``none``.
     thinking: Literal["shown", "omitted", "none"] = "none"
 
@@ -290,12 +289,17 @@ def _check_fields(body: Mapping[str, Any], allowed: frozenset[str]) -> None:
         raise InvalidRequest("'model' must be a string.", param="model")
 
 
+def _thinking_off() -> ReasoningOptions:
+    # A fresh one each time: its template variables are a dict the prompt is rendered with.
+    return ReasoningOptions({"enable_thinking": False}, 0)
+
+
 def _thinking(
     body: Mapping[str, Any], max_tokens: int | None
 ) -> tuple[ReasoningOptions, Literal["shown", "omitted", "none"]]:
     value = body.get("thinking")
     if value is None:
-        return _THINKING_OFF, "none"
+        return _thinking_off(), "none"
     kind = value.get("type") if isinstance(value, dict) else None
     if kind not in ("enabled", "adaptive", "disabled"):
         raise InvalidRequest(
@@ -305,7 +309,7 @@ def _thinking(
         )
     assert isinstance(value, dict)
     if kind == "disabled":
-        return _THINKING_OFF, "none"
+        return _thinking_off(), "none"
     display = value.get("display")
     if display not in (None, "summarized", "omitted"):
         raise InvalidRequest(
