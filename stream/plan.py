@@ -82,6 +82,8 @@ class Plan:
     encoder: Encoder[Event]
     #: Streamed (SSE) rather than answered at once.
     stream: bool
+    #: A stream that survives its connection; None: the server's default.
+    resumable: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
