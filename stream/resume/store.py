@@ -112,6 +112,7 @@ class _Stream:
         "removed",
         "size",
         "token",
+        "waiting",
     )
 
     def __init__(self, owner: str | None, cancel: Callable[[], None]) -> None:
@@ -130,14 +131,29 @@ class _Stream:
         self.attached = False
         self.detached_at = time.monotonic()
         self.changed = anyio.Event()
+        #: Tasks waiting on ``changed``: with none, a change costs no new event.
+        self.waiting = 0
 
     @property
     def last(self) -> int:
         return len(self.frames)
 
     def notify(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
+        if self.waiting:
+            self.changed.set()
+            self.changed = anyio.Event()
+
+    async def wait(self, patience: float) -> bool:
+        """Wait up to ``patience`` seconds for a change; False if none came."""
+        changed = self.changed
+        self.waiting += 1
+        try:
+            with anyio.move_on_after(patience):
+                await changed.wait()
+                return True
+            return False
+        finally:
+            self.waiting -= 1
 
 
 class _Reader:
@@ -160,17 +176,14 @@ class _Reader:
                 return last, body
             if stream.complete:
                 raise anyio.EndOfStream
-            changed = stream.changed
-            with anyio.move_on_after(patience):
-                await changed.wait()
-                continue
-            return None
+            if not await stream.wait(patience):
+                return None
 
     def sent(self, upto: int) -> None:
         stream = self._stream
         if stream.token == self._token and upto > stream.read:
             stream.read = upto
-            stream.notify()  # a pump may be waiting for room
+            stream.notify()  # a pump may be waiting for room (a no-op when none is)
 
     def close(self) -> None:
         stream = self._stream
@@ -250,9 +263,7 @@ class MemoryStreamStore:
         if not last:
             while not self._room(kept):
                 # A reader's progress wakes us; room freed by other streams is polled.
-                changed = kept.changed
-                with anyio.move_on_after(0.5):
-                    await changed.wait()
+                await kept.wait(0.5)
                 if kept.removed:
                     return False
         kept.frames.append(frame)
