@@ -147,6 +147,7 @@ _RANGES: tuple[tuple[str, int, int | None], ...] = (
     ("prefill_chunk", 1, None),
     ("threads", 0, 512),
     ("max_queue", 0, None),
+    ("resume_window", 0, None),
     ("resume_buffer", 1, None),
     ("resume_buffer_total", 1, None),
     ("websocket_requests", 1, 1024),

@@ -9,7 +9,8 @@ resume is told 410 rather than 404.
 
 Bounds: ``per_stream`` bytes of frames per stream, ``total`` over all streams. Frames a
 reader has already handed to its socket are dropped first when a stream outgrows its
-bound (resuming before them is then 410); frames nobody has read are never dropped:
+bound, or all of them outgrow theirs (resuming before them is then 410); frames nobody has
+read are never dropped:
 instead :meth:`MemoryStreamStore.append` waits for room, its pump stops reading the
 sequence's channel, and the engine pauses that one sequence (and drops it after its stall
 timeout, as for any client that reads nothing).
@@ -275,7 +276,10 @@ class MemoryStreamStore:
 
     def _room(self, stream: _Stream) -> bool:
         frames = stream.frames
-        while stream.size >= self._per_stream and stream.first <= stream.read:
+        # Over either bound, frames already sent go first (see the module notes).
+        while (
+            stream.size >= self._per_stream or self._size >= self._total
+        ) and stream.first <= stream.read:
             dropped = frames[stream.first - 1]
             frames[stream.first - 1] = None
             stream.first += 1

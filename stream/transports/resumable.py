@@ -15,7 +15,8 @@ Deviations, chosen for the clients that exist:
   heartbeats are a comment *line* without the blank line that ends a block: the openai
   Python SDK (3.x) dispatches any block once an id was seen, even one without data, and
   then fails to parse its empty data as JSON;
-* a resume without ``Last-Event-ID`` (a GET) starts from the first event still kept.
+* a GET without ``Last-Event-ID`` starts at event 1, so a page can hand a stream it started
+  with ``fetch`` to an ``EventSource``.
 """
 
 from __future__ import annotations
