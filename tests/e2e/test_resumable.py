@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from .server import RunningServer, running_server
@@ -184,6 +184,8 @@ def uncut(server: RunningServer) -> tuple[list[dict[str, Any]], int]:
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(cut_fraction=st.floats(0.0, 1.0), by_get=st.booleans())
+@example(cut_fraction=0.5, by_get=True)
+@example(cut_fraction=0.5, by_get=False)
 def test_cut_anywhere_then_resume_loses_and_repeats_nothing(
     server: RunningServer,
     uncut: tuple[list[dict[str, Any]], int],

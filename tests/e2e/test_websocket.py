@@ -1,14 +1,21 @@
 """WebSocket streaming against the real server with the ``websockets`` client: several
-requests on one socket, cancel, a slow reader, pings, and bad messages."""
+requests on one socket, cancel, a slow reader, pings, and bad messages; and one over HTTP/2
+(RFC 8441) from the h2 library."""
 
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import anyio
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import pytest
+import wsproto.connection
+import wsproto.events
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError
 
@@ -179,3 +186,50 @@ async def test_a_message_over_the_size_limit_closes_with_1009() -> None:
                 await ws.recv()
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1009
+
+
+async def test_a_websocket_over_http2_extended_connect(server: RunningServer) -> None:
+    # RFC 8441: an h2 peer (the h2 library on a socket) opens the WebSocket as a stream of
+    # its HTTP/2 connection; wsproto frames the messages inside it.
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    frames = wsproto.connection.Connection(wsproto.connection.ConnectionType.CLIENT)
+    texts: list[dict[str, Any]] = []
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        conn.initiate_connection()
+        sock.sendall(conn.data_to_send())
+        while not conn.remote_settings.enable_connect_protocol:
+            conn.receive_data(sock.recv(65536))
+            sock.sendall(conn.data_to_send())
+        stream_id = conn.get_next_available_stream_id()
+        conn.send_headers(
+            stream_id,
+            [
+                (":method", "CONNECT"),
+                (":protocol", "websocket"),
+                (":scheme", "http"),
+                (":path", CHAT),
+                (":authority", f"127.0.0.1:{server.port}"),
+                ("sec-websocket-version", "13"),
+            ],
+        )
+        sock.sendall(conn.data_to_send())
+        request = {"type": "request", "id": "h2", "body": _body("Say hi.", 4)}
+        status = None
+        while not texts or not texts[-1].get("done"):
+            for event in conn.receive_data(sock.recv(65536)):
+                if isinstance(event, h2.events.ResponseReceived):
+                    # Accepted: only now may the socket carry messages.
+                    status = dict(event.headers)[b":status"]
+                    message = wsproto.events.TextMessage(json.dumps(request))
+                    conn.send_data(stream_id, frames.send(message))
+                elif isinstance(event, h2.events.DataReceived):
+                    conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
+                    frames.receive_data(event.data)
+                    for message in frames.events():
+                        if isinstance(message, wsproto.events.TextMessage):
+                            texts.append(json.loads(message.data))
+            sock.sendall(conn.data_to_send())
+    assert status == b"200"
+    assert texts[-1] == {"id": "h2", "done": True}
+    assert all(t["id"] == "h2" for t in texts)
+    assert _text(texts, "h2")
