@@ -220,8 +220,8 @@ async def test_a_websocket_over_http2_extended_connect(server: RunningServer) ->
                 if isinstance(event, h2.events.ResponseReceived):
                     # Accepted: only now may the socket carry messages.
                     status = dict(event.headers)[b":status"]
-                    message = wsproto.events.TextMessage(json.dumps(request))
-                    conn.send_data(stream_id, frames.send(message))
+                    opening = wsproto.events.TextMessage(json.dumps(request))
+                    conn.send_data(stream_id, frames.send(opening))
                 elif isinstance(event, h2.events.DataReceived):
                     conn.acknowledge_received_data(event.flow_controlled_length, stream_id)
                     frames.receive_data(event.data)
