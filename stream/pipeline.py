@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -38,6 +39,8 @@ from .transports.websocket import Opened, Refused, WebSocketEndpoint
 from .transports.whole import whole_response
 
 __all__ = ["Generation", "Pipeline", "parse_json"]
+
+_log = logging.getLogger("sluice")
 
 R = TypeVar("R", bound=APIRequest)
 
@@ -181,6 +184,12 @@ class Pipeline:
                 raise Refused(exc.body()) from None
             except ModelError as exc:
                 raise Refused(from_model_error(exc).body()) from None
+            except Exception:
+                # A bug, not the client's doing: said once in the log, and to the client in
+                # the API's shape, while the socket's other requests go on.
+                _log.exception("unexpected error starting a WebSocket request")
+                failure = APIError("The server had an error while processing your request.")
+                raise Refused(failure.body()) from None
             plan, channel = generation.plan, generation.channel
             if plan.stream:
                 return Opened(plan.encoder, channel.receive, channel.close)
