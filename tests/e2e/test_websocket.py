@@ -1,11 +1,12 @@
 """WebSocket streaming against the real server with the ``websockets`` client: several
-requests on one socket, cancel, a slow reader, pings, and bad messages; and one over HTTP/2
-(RFC 8441) from the h2 library."""
+requests on one socket, cancel, pings, and bad messages; a client that stops reading (wsproto
+on a plain socket); and one over HTTP/2 (RFC 8441) from the h2 library."""
 
 from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -14,6 +15,7 @@ import h2.connection
 import h2.events
 import httpx
 import pytest
+import wsproto
 import wsproto.connection
 import wsproto.events
 from websockets.asyncio.client import ClientConnection, connect
@@ -106,24 +108,6 @@ async def test_cancel_ends_only_that_request_within_a_few_steps(server: RunningS
     assert stats["steps"] - steps_at_cancel < 50, stats
 
 
-async def test_a_socket_that_stops_reading_does_not_hold_up_another(
-    server: RunningServer,
-) -> None:
-    server.wait_idle()
-    tokens = 200
-    body = _body("Tell me a story.", tokens, stream_options={"include_usage": True})
-    async with connect(_url(server), max_queue=1) as slow, connect(_url(server)) as quick:
-        await _request(slow, "slow", body)
-        # The slow socket is not read at all while the quick one runs a request to the end.
-        await _request(quick, "quick", _body("Say hi.", 4))
-        done = await _until_done(quick, {"quick"})
-        assert done[-1] == {"id": "quick", "done": True}
-        messages = await _until_done(slow, {"slow"})
-    assert messages[-1] == {"id": "slow", "done": True}
-    usage = next(m["event"]["usage"] for m in messages if m.get("event", {}).get("usage"))
-    assert usage["completion_tokens"] == tokens
-
-
 async def test_pings_are_answered_and_whole_answers_come_as_one_event(
     server: RunningServer,
 ) -> None:
@@ -178,14 +162,76 @@ async def test_protocol_errors_close_with_a_code(
     assert closed.value.rcvd.code == code
 
 
-async def test_a_message_over_the_size_limit_closes_with_1009() -> None:
-    with running_server(max_body_size=4096) as small:
-        async with connect(_url(small), max_size=None) as ws:
-            await ws.send(json.dumps({"type": "request", "id": "x", "body": {"p": "x" * 8192}}))
-            with anyio.fail_after(30), pytest.raises(ConnectionClosedError) as closed:
-                await ws.recv()
+@pytest.fixture(scope="module")
+def small() -> Iterator[RunningServer]:
+    """Small bounds: 4 KiB messages, 4 KiB socket send buffers, 4 events per channel."""
+    with running_server(max_body_size=4096, send_buffer=4096, stream_buffer=4) as running:
+        yield running
+
+
+async def test_a_message_over_the_size_limit_closes_with_1009(small: RunningServer) -> None:
+    async with connect(_url(small), max_size=None) as ws:
+        await ws.send(json.dumps({"type": "request", "id": "x", "body": {"p": "x" * 8192}}))
+        with anyio.fail_after(30), pytest.raises(ConnectionClosedError) as closed:
+            await ws.recv()
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 1009
+
+
+async def test_a_socket_that_stops_reading_pauses_its_own_sequence(small: RunningServer) -> None:
+    small.wait_idle()
+    before = small.engine_stats()
+    tokens = 200
+    # Log-probabilities make each message about 1 KB, so the ~80 KB between the server's
+    # writer and this client (asyncio's 64 KiB write buffer, two socket buffers) fill early.
+    body = _body(
+        "Tell me a story.",
+        tokens,
+        stream_options={"include_usage": True},
+        logprobs=True,
+        top_logprobs=5,
+    )
+    # A client that really stops reading: wsproto over a plain socket with a small receive
+    # buffer (set before connecting, so Linux never grows it). The websockets library keeps
+    # reading into its own memory, whatever its max_queue.
+    client = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(60)
+    sock.connect(("127.0.0.1", small.port))
+    with sock:
+        sock.sendall(client.send(wsproto.events.Request(host="127.0.0.1", target=CHAT)))
+        accepted: list[wsproto.events.Event] = []
+        while not accepted:
+            client.receive_data(sock.recv(4096))
+            accepted = [
+                e for e in client.events() if isinstance(e, wsproto.events.AcceptConnection)
+            ]
+        request = {"type": "request", "id": "slow", "body": body}
+        sock.sendall(client.send(wsproto.events.TextMessage(json.dumps(request))))
+        with anyio.fail_after(120):
+            while small.engine_stats()["pauses"] == before["pauses"]:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        paused = small.engine_stats()
+        # Paused, the sequence keeps its slot while another socket's request runs to its end.
+        async with connect(_url(small)) as quick:
+            await _request(quick, "quick", _body("Say hi.", 4))
+            assert (await _until_done(quick, {"quick"}))[-1] == {"id": "quick", "done": True}
+        assert small.engine_stats()["active"] == 1
+        messages: list[dict[str, Any]] = []
+        partial = ""
+        while not messages or not messages[-1].get("done"):
+            client.receive_data(sock.recv(65536))
+            for event in client.events():
+                if isinstance(event, wsproto.events.TextMessage):
+                    partial += event.data  # wsproto hands over frames as they arrive
+                    if event.message_finished:
+                        messages.append(json.loads(partial))
+                        partial = ""
+    assert paused["active"] == 1
+    assert messages[-1] == {"id": "slow", "done": True}
+    usage = next(m["event"]["usage"] for m in messages if m.get("event", {}).get("usage"))
+    assert usage["completion_tokens"] == tokens
 
 
 async def test_a_websocket_over_http2_extended_connect(server: RunningServer) -> None:
