@@ -22,7 +22,7 @@ from model.registry import ModelRegistry, ModelSettings
 from model.source import ModelSourceError, ResolvedModel, resolve_model
 from stream import probes
 from stream.access import JSONLogFormatter
-from stream.adapters import chat, completions, models
+from stream.adapters import chat, completions, embeddings, messages, models, responses, tokens
 from stream.app import Sluice
 from stream.config import SECONDS, Config
 from stream.metrics import Metrics
@@ -64,7 +64,7 @@ def create_app(config: Config | None = None, resolved: ResolvedModel | None = No
         return Sluice(
             config,
             registry,
-            _routes(registry, metrics, pipeline),
+            _routes(config, registry, metrics, pipeline),
             metrics,
             model=_model_settings(config),
             resolved=resolved,
@@ -82,19 +82,22 @@ _WEBSOCKET_APIS: dict[str, Adapter[Any]] = {
 }
 
 
-def _pipeline(
-    config: Config, registry: ModelRegistry, metrics: Metrics, streams: MemoryStreamStore
-) -> Pipeline:
-    limits = Limits(
+def _limits(config: Config) -> Limits:
+    return Limits(
         max_messages=config.max_messages,
         max_tokens=config.max_tokens_limit,
         request_timeout=config.request_timeout,
         max_request_timeout=config.max_request_timeout,
     )
+
+
+def _pipeline(
+    config: Config, registry: ModelRegistry, metrics: Metrics, streams: MemoryStreamStore
+) -> Pipeline:
     return Pipeline(
         registry,
         metrics,
-        limits=limits,
+        limits=_limits(config),
         stream_buffer=config.stream_buffer,
         heartbeat_interval=config.heartbeat_interval,
         resumable=ResumableSSE(
@@ -106,7 +109,15 @@ def _pipeline(
     )
 
 
-def _routes(registry: ModelRegistry, metrics: Metrics, pipeline: Pipeline) -> RouteTable:
+def _routes(
+    config: Config, registry: ModelRegistry, metrics: Metrics, pipeline: Pipeline
+) -> RouteTable:
+    store = responses.ResponseStore(
+        max_count=config.responses_store_size,
+        max_bytes=config.responses_store_bytes,
+        ttl=config.responses_ttl,
+    )
+    private = bool(config.api_keys or config.api_key_file)
     return RouteTable(
         {
             "/health": Route({"GET": probes.health(registry)}, public=True),
@@ -117,6 +128,25 @@ def _routes(registry: ModelRegistry, metrics: Metrics, pipeline: Pipeline) -> Ro
             "/v1/chat/completions": Route({"POST": pipeline.handler(chat.ADAPTER)}),
             "/v1/completions": Route({"POST": pipeline.handler(completions.ADAPTER)}),
             "/v1/streams/{id}": Route({"GET": pipeline.resume}),
+            "/v1/responses": Route(
+                {"POST": responses.create(pipeline.generate, store, private=private)}
+            ),
+            "/v1/responses/{id}": Route(
+                {
+                    "GET": responses.retrieve(store, private=private),
+                    "DELETE": responses.delete(store, private=private),
+                }
+            ),
+            "/v1/embeddings": Route({"POST": embeddings.embeddings(registry)}),
+            "/tokenize": Route({"POST": tokens.tokenize(registry)}),
+            "/detokenize": Route({"POST": tokens.detokenize(registry)}),
+            "/v1/messages": Route(
+                {"POST": pipeline.handler(messages.ADAPTER)}, error_body=messages.error_body
+            ),
+            "/v1/messages/count_tokens": Route(
+                {"POST": messages.count_tokens(registry, _limits(config))},
+                error_body=messages.error_body,
+            ),
         }
     )
 
@@ -126,6 +156,9 @@ def _model_settings(config: Config) -> ModelSettings:
         name=config.served_model_name,
         gpu_layers=config.gpu_layers,
         chat_template=config.chat_template,
+        tool_format=config.tool_format,
+        reasoning_budget=None if config.reasoning_budget < 0 else config.reasoning_budget,
+        reasoning_format="none" if config.reasoning_format == "none" else "auto",
         slots=config.slots,
         ctx_size=config.ctx_size,
         batch_size=config.batch_size,
@@ -133,6 +166,7 @@ def _model_settings(config: Config) -> ModelSettings:
         threads=config.threads or os.cpu_count() or 1,
         max_queue=config.max_queue,
         stall_timeout=config.stall_timeout,
+        embedding_model=config.embedding_model,
     )
 
 

@@ -98,7 +98,17 @@ class Sluice:
                 entry,
                 allow_origins=origins,
                 allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["authorization", "content-type", "x-request-id", "last-event-id"],
+                allow_headers=[
+                    "authorization",
+                    "content-type",
+                    "x-request-id",
+                    # Anthropic clients' key and version headers.
+                    "x-api-key",
+                    "anthropic-version",
+                    "anthropic-beta",
+                    # A resumable stream's reconnection (EventSource sends it itself).
+                    "last-event-id",
+                ],
                 expose_headers=["x-request-id", "retry-after", "x-stream-url"],
                 max_age=600,
             )
@@ -225,15 +235,20 @@ class Sluice:
     def _authorize(self, headers: Headers, offered: Sequence[str] = ()) -> None:
         if not self._keys:
             return
-        scheme, _, given = headers.get("authorization", "").partition(" ")
-        if not given:  # a browser's WebSocket: the key rides as a subprotocol
-            scheme = "bearer"
+        # Anthropic's clients send the key as x-api-key; OpenAI's as a bearer token; a
+        # browser's WebSocket, which cannot set headers, as a subprotocol.
+        given = headers.get("x-api-key", "")
+        scheme, _, bearer = headers.get("authorization", "").partition(" ")
+        if not given and scheme.lower() == "bearer":
+            given = bearer
+        if not given:
             given = next(
                 (p[len(_KEY_PROTOCOL) :] for p in offered if p.startswith(_KEY_PROTOCOL)), ""
             )
-        if scheme.lower() != "bearer" or not given:
+        if not given:
             raise Unauthorized(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (or "
+                "'x-api-key: <key>').",
                 code="missing_api_key",
                 headers={"www-authenticate": "Bearer"},
             )

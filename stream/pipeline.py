@@ -140,6 +140,7 @@ class Pipeline:
                 channel.receive,
                 plan.encoder,
                 heartbeat_interval=self._heartbeat_interval,
+                heartbeat=plan.heartbeat,
                 on_close=channel.close,
             )
         return await whole_response(
@@ -171,8 +172,10 @@ class Pipeline:
     def _owner(self, headers: Headers) -> str | None:
         if not self._owned:
             return None
-        # The app has checked the key already; only its digest is kept.
-        return owner_of(headers.get("authorization", "").partition(" ")[2])
+        # The app has checked the key already (x-api-key first, as there); only its digest
+        # is kept.
+        key = headers.get("x-api-key") or headers.get("authorization", "").partition(" ")[2]
+        return owner_of(key)
 
     def websocket(self, adapter: Adapter[R]) -> ASGIApp:
         """The WebSocket endpoint of ``adapter``'s API (on the API's own path)."""

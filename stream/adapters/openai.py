@@ -19,7 +19,7 @@ from typing import Any
 from model.params import SamplingParams
 from stream.errors import InvalidRequest
 
-__all__ = ["COMMON", "OpenAIRequest", "boolean", "common_fields", "integer"]
+__all__ = ["COMMON", "OpenAIRequest", "boolean", "common_fields", "integer", "number"]
 
 _TOKEN_ID = re.compile(r"[0-9]{1,10}")
 _ACCEPTED = {"user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
@@ -30,7 +30,6 @@ _UNSUPPORTED = {
     "web_search_options",
     "functions",
     "function_call",
-    "reasoning_effort",
     "best_of",
     "suffix",
     "echo",
@@ -111,6 +110,12 @@ def _number(
             param=param or name,
         )
     return float(value)
+
+
+def number(body: Mapping[str, Any], name: str, default: float, lo: float, hi: float) -> float:
+    """``body[name]`` as a finite number from ``lo`` to ``hi`` (``default`` when absent).
+    :raises InvalidRequest: naming ``name``."""
+    return _number(body, name, default, lo, hi)
 
 
 def integer(body: Mapping[str, Any], name: str, lo: int, hi: int | None = None) -> int | None:
