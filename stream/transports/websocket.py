@@ -13,7 +13,9 @@ Server -> client::
     {"id": "...", "done": true, "cancelled": true}   after a cancel
     {"id": "...", "error": {<the API's error object>}}  the request failed; it is over
 
-A body that asks for ``"stream": false`` gets its whole answer as one ``event``. One task
+The events are the SSE stream's, its last event included where the API has one (Anthropic's
+``message_stop``); a sentinel that is no JSON (OpenAI's ``[DONE]``) becomes the ``done``
+message. A body that asks for ``"stream": false`` gets its whole answer as one ``event``. One task
 receives and one task sends; each request runs in its own task and hands its messages to
 the sender through a small bounded queue, so a client that stops reading blocks the
 sender, then its requests, which stop reading their sequences' channels: the engine pauses
@@ -260,6 +262,10 @@ class WebSocketEndpoint:
                 await outbox.send(_message(request_id, "error", _error_object(document.data)))
                 return True
             else:
+                if document.data.startswith(b"{"):
+                    # The API's own last event (Anthropic's message_stop), not a sentinel
+                    # like OpenAI's [DONE]: its clients expect it.
+                    await outbox.send(_message(request_id, "event", document.data))
                 await outbox.send(_message(request_id, "done", b"true"))
                 return True
         return False
