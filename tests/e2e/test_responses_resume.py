@@ -146,6 +146,7 @@ def test_a_cut_stream_replays_exactly_the_events_after_starting_after(
 
     query = f"{RESPONSES}/{response_id}?stream=true&starting_after={last}"
     with httpx.Client(base_url=keyed.url, timeout=60, headers=_auth("key-a")) as client:
+        resumed_before = _resumed(client)
         reply = client.get(query)
         assert reply.status_code == 200, reply.text
         rest = parse_events(reply.text)
@@ -160,6 +161,8 @@ def test_a_cut_stream_replays_exactly_the_events_after_starting_after(
         # Only the starting key replays it.
         assert client.get(query, headers=_auth("key-b")).status_code == 404
         assert httpx.get(keyed.url + query, timeout=60).status_code == 401
+        # Each of the three came back to the stream: the resumable streams' metric.
+        assert _resumed(client) - resumed_before == 3
 
     numbers = [e.data["sequence_number"] for e in rest]
     assert numbers == list(range(last + 1, len(events)))
@@ -234,6 +237,13 @@ def test_streams_not_kept_are_told_apart(keyed: RunningServer) -> None:
             time.sleep(0.5)
         assert gone.status_code == 410, gone.text
         assert gone.json()["error"]["code"] == "stream_expired"
+
+
+def _resumed(client: httpx.Client) -> float:
+    metrics = client.get("/metrics").text.splitlines()
+    return float(
+        next(m for m in metrics if m.startswith("sluice_streams_resumed_total")).split()[1]
+    )
 
 
 def parse_lines(text: str) -> list[dict[str, Any]]:
