@@ -229,6 +229,10 @@ def test_streams_not_kept_are_told_apart(keyed: RunningServer) -> None:
         # The whole stream again, from sequence number 0.
         whole = parse_events(client.get(f"{RESPONSES}/{kept_id}?stream=true").text)
         assert [e.data for e in whole] == [e.data for e in kept_events]
+        # An EventSource reconnecting to that URL sends Last-Event-ID: it decides.
+        reconnect = {"last-event-id": f"{kept_id}:{len(kept_events) - 1}"}
+        tail = client.get(f"{RESPONSES}/{kept_id}?stream=true&starting_after=0", headers=reconnect)
+        assert [e.data for e in parse_events(tail.text)] == [kept_events[-1].data]
         # After the window with no reader, the stream is gone: 410, OpenAI-shaped. (Polled
         # past its end, which is refused without attaching a reader, so the window runs.)
         deadline = time.monotonic() + 60

@@ -18,7 +18,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from starlette.datastructures import QueryParams
+from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Scope
 
@@ -248,7 +248,9 @@ def replay(
             code="not_found",
         ) from None
     except InvalidRequest as exc:
-        if exc.code != "invalid_last_event_id" or raw is None:
+        # Past the last event: say so of starting_after when it, not a Last-Event-ID, decided.
+        last_event_id = Headers(scope=request.scope).get("last-event-id")
+        if exc.code != "invalid_last_event_id" or raw is None or last_event_id is not None:
             raise
         raise InvalidRequest(
             f"'starting_after' {raw} is past the last event response {response_id!r} has "
