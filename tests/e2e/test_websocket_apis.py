@@ -77,7 +77,7 @@ def _comparable(value: Any) -> Any:
         return [_comparable(v) for v in value]
     if not isinstance(value, dict):
         return value
-    out = {k: "*" if k in _FRESH else _comparable(v) for k, v in value.items()}
+    out: dict[str, Any] = {k: "*" if k in _FRESH else _comparable(v) for k, v in value.items()}
     if "cache_read_input_tokens" in out:  # Anthropic's usage: input_tokens excludes them
         out["input_tokens"] = (out.get("input_tokens") or 0) + out.pop("cache_read_input_tokens")
     out.pop("cached_tokens", None)  # OpenAI's: input_tokens counts them
