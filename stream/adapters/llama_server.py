@@ -59,7 +59,8 @@ _SLUICE_ORDER: Final = ("penalties", "top_k", "top_p", "min_p", "temperature")
 _ABSENT: Final = frozenset({"dry", "typ_p", "typical_p", "xtc", "top_n_sigma"})
 # Repetition counts outside string literals and character classes.
 _LITERAL_OR_CLASS: Final = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]')
-_COUNTS: Final = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
+# ASCII digits only: \d would also match digits llama.cpp does not read as numbers.
+_COUNTS: Final = re.compile(r"\{\s*([0-9]+)\s*(?:,\s*([0-9]*)\s*)?\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +100,27 @@ def _grammar(body: Mapping[str, Any]) -> str | None:
             f"'grammar' is {len(text)} characters; the limit is {MAX_GRAMMAR}.", param="grammar"
         )
     for match in _COUNTS.finditer(_LITERAL_OR_CLASS.sub('""', text)):
-        count = max(int(match.group(1)), int(match.group(2) or 0))
-        if count > MAX_REPEAT:
+        low, high = _count(match.group(1)), _count(match.group(2) or match.group(1))
+        if max(low, high) > MAX_REPEAT:
             raise InvalidRequest(
-                f"'grammar' repeats {count} times ({match.group(0)}); the limit is {MAX_REPEAT}.",
+                f"'grammar' repeats {match.group(0)} times; the limit is {MAX_REPEAT}.",
+                param="grammar",
+            )
+        # llama.cpp does not check the bounds' order: {m,n} with m > n makes it allocate
+        # until the process aborts.
+        if match.group(2) and low > high:
+            raise InvalidRequest(
+                f"'grammar' repeats {match.group(0)} times: the minimum is above the maximum.",
                 param="grammar",
             )
     return text
+
+
+def _count(digits: str) -> int:
+    # A count of thousands of digits is refused before int() would (Python limits the
+    # digits it converts); anything past MAX_REPEAT is refused anyway.
+    stripped = digits.lstrip("0") or "0"
+    return int(stripped) if len(stripped) <= 6 else MAX_REPEAT + 1
 
 
 def extensions(body: Mapping[str, Any], *, max_probs: int) -> Extensions:

@@ -72,6 +72,26 @@ def test_grammar_is_bounded(parse: Parser, body: Callable[..., dict[str, Any]]) 
     assert refused(parse, body(grammar=grammar, json_schema=SCHEMA)) == "grammar"
 
 
+@BOTH
+def test_grammar_repetition_bounds_out_of_order_are_refused(
+    parse: Parser, body: Callable[..., dict[str, Any]]
+) -> None:
+    # llama.cpp expands x{5,2} without checking the order and allocates until it aborts.
+    assert refused(parse, body(grammar='root ::= "a"{5,2}')) == "grammar"
+    assert refused(parse, body(grammar='root ::= x{ 3 , 1 }\nx ::= "a"')) == "grammar"
+    parse(body(grammar='root ::= "a"{2,2} "b"{0,} "c"{4,}'))
+
+
+@BOTH
+def test_grammar_repetition_counts_of_any_length_are_a_400(
+    parse: Parser, body: Callable[..., dict[str, Any]]
+) -> None:
+    # Past 4300 digits Python's int() raises ValueError: that must not become a 500.
+    assert refused(parse, body(grammar='root ::= "a"{' + "9" * 5000 + "}")) == "grammar"
+    assert refused(parse, body(grammar='root ::= "a"{1,' + "1" * 5000 + "}")) == "grammar"
+    parse(body(grammar='root ::= "a"{' + "0" * 5000 + "7}"))  # leading zeros: seven
+
+
 def test_json_schemas_become_the_response_format() -> None:
     top = parse_chat(chat(json_schema=SCHEMA)).response_format
     assert top == ResponseFormat("json_schema", SCHEMA, param="json_schema")
