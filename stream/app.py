@@ -32,6 +32,7 @@ from model.source import ModelSourceError, ResolvedModel, resolve_model
 from .access import AccessLog, request_id_of
 from .bridge import LoopDispatch
 from .config import Config
+from .credentials import presented_key
 from .errors import (
     APIError,
     InvalidRequest,
@@ -217,11 +218,7 @@ class Sluice:
     def _authorize(self, headers: Headers) -> None:
         if not self._keys:
             return
-        # Anthropic's clients send the key as x-api-key; OpenAI's as a bearer token.
-        given = headers.get("x-api-key", "")
-        scheme, _, bearer = headers.get("authorization", "").partition(" ")
-        if not given and scheme.lower() == "bearer":
-            given = bearer
+        given = presented_key(headers)
         if not given:
             raise Unauthorized(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (or "

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import Message
 
@@ -23,6 +24,7 @@ from stream.adapters.responses import (
     ResponsesEncoder,
     ResponseStore,
     StoredResponse,
+    owner_of,
     parse,
     retrieve,
 )
@@ -312,6 +314,41 @@ def test_bad_fields_are_400s_naming_them(body: dict[str, Any], param: str) -> No
     assert refused(body).param == param
 
 
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        # Unhashable values looked up in a set raised TypeError: a 500.
+        ({"input": "hi", "reasoning": {"effort": ["low"]}}, "reasoning.effort"),
+        ({"input": "hi", "reasoning": {"effort": {"a": 1}}}, "reasoning.effort"),
+        (
+            {"input": [{"role": "user", "content": [{"type": {"a": 1}, "text": "x"}]}]},
+            "input[0].content[0]",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": ["input_text"]}]}]},
+            "input[0].content[0]",
+        ),
+        # Echoed as given before: now checked.
+        ({"input": "hi", "reasoning": {"summary": {"a": 1}}}, "reasoning.summary"),
+        # Named the nested field's own name, or said None of a number.
+        (
+            {
+                "input": "hi",
+                "text": {"format": {"type": "json_schema", "name": "x", "schema": {}, "strict": 1}},
+            },
+            "text.format.strict",
+        ),
+        ({"input": "hi", "tool_choice": 5}, "tool_choice"),
+    ],
+)
+def test_wrong_types_in_nested_fields_are_400s_naming_them(
+    body: dict[str, Any], param: str
+) -> None:
+    error = refused(body)
+    assert error.param == param
+    assert "None" not in error.message
+
+
 def test_metadata_at_its_limits_is_accepted_and_echoed() -> None:
     metadata = {f"{i:0>64}": "v" * 512 for i in range(16)}
     request = parse(
@@ -443,6 +480,18 @@ def test_any_body_is_a_request_or_a_400(body: dict[str, Any], items: list[dict[s
         return
     turns = messages(request.conversation)
     assert all(isinstance(t["content"], str | None) for t in turns)
+
+
+def test_the_owner_is_the_checked_key_wherever_it_was_sent() -> None:
+    def owner(*pairs: tuple[str, str]) -> str | None:
+        return owner_of(Headers(raw=[(k.encode(), v.encode()) for k, v in pairs]), True)
+
+    a = owner(("authorization", "Bearer key-a"))
+    assert a == owner(("x-api-key", "key-a"))
+    assert a != owner(("x-api-key", "key-b"))
+    # x-api-key wins, as when the key is checked.
+    assert owner(("x-api-key", "key-b"), ("authorization", "Bearer key-a")) != a
+    assert owner_of(Headers(raw=[(b"x-api-key", b"key-a")]), False) is None
 
 
 # -- store --------------------------------------------------------------------------------

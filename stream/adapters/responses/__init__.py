@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp
 
 from model.errors import InvalidInput
+from stream.credentials import presented_key
 from stream.errors import InvalidRequest, NotFound
 from stream.plan import Adapter, Limits, Model, Plan
 from stream.routes import Handler, Request
@@ -113,8 +114,9 @@ def owner_of(headers: Headers, private: bool) -> str | None:
     (``private``), else everyone (None)."""
     if not private:
         return None
-    _, _, key = headers.get("authorization", "").partition(" ")
-    return hashlib.sha256(key.encode()).hexdigest()
+    # The key the server checked, wherever the client sent it: reading only the bearer
+    # token made every x-api-key client one owner, seeing each other's responses.
+    return hashlib.sha256(presented_key(headers).encode()).hexdigest()
 
 
 def _owner(request: Request, private: bool) -> str | None:
