@@ -579,6 +579,19 @@ async def get(store: ResponseStore, path: str, query: str = "") -> Any:
     return json.loads(bytes(response.body))
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("limit", ["%C2%B2", "%D9%A1", "1" * 5000, "-1", "1.5", "", "101"])
+async def test_an_input_items_limit_that_is_not_1_to_100_is_a_400(limit: str) -> None:
+    # Superscript two and Arabic-Indic one pass str.isdigit(); int() refuses the first, and
+    # 5000 digits: both were 500s.
+    store = ResponseStore(max_count=10, max_bytes=1 << 20, ttl=60)
+    items = ({"type": "message", "id": "msg_1", "role": "user"},)
+    store.put(StoredResponse({"id": "resp_1"}, items, items))
+    with pytest.raises(InvalidRequest) as caught:
+        await get(store, "resp_1/input_items", f"limit={limit}")
+    assert caught.value.param == "limit"
+
+
 async def _no_receive() -> Message:
     raise AssertionError("a GET handler reads no body")
 
@@ -599,6 +612,7 @@ async def test_input_items_are_listed_in_pages() -> None:
         with pytest.raises(InvalidRequest) as caught:
             await get(store, "resp_1/input_items", query)
         assert caught.value.param == param
+    assert len((await get(store, "resp_1/input_items", "limit=007"))["data"]) == 5
     for path in ["resp_2", "resp_1/other"]:
         with pytest.raises(NotFound):
             await get(store, path)
