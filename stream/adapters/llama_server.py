@@ -39,6 +39,7 @@ __all__ = [
     "LLAMA_SERVER",
     "MAX_GRAMMAR",
     "MAX_REPEAT",
+    "MAX_REPEAT_PRODUCT",
     "Extensions",
     "check_samplers",
     "extensions",
@@ -54,6 +55,13 @@ MAX_GRAMMAR: Final = 16384
 #: Largest repetition count (``x{n}``, ``x{m,n}``) in a GBNF grammar: llama.cpp writes each
 #: repetition out, one copy (or nested optional rule) per count.
 MAX_REPEAT: Final = 1000
+
+#: Largest product of a GBNF grammar's repetition counts. llama.cpp expands nested
+#: repetitions of rules that may match nothing into every way of matching nothing when it
+#: compiles the grammar: x{0,300} over y{0,300} with y ::= "a"? takes minutes of CPU (and
+#: cannot be interrupted), x{0,100} over y{0,100} a fraction of a second. Nesting is not
+#: worked out here: every count multiplies.
+MAX_REPEAT_PRODUCT: Final = 10_000
 
 _SLUICE_ORDER: Final = ("penalties", "top_k", "top_p", "min_p", "temperature")
 _ABSENT: Final = frozenset({"dry", "typ_p", "typical_p", "xtc", "top_n_sigma"})
@@ -99,6 +107,7 @@ def _grammar(body: Mapping[str, Any]) -> str | None:
         raise InvalidRequest(
             f"'grammar' is {len(text)} characters; the limit is {MAX_GRAMMAR}.", param="grammar"
         )
+    product = 1
     for match in _COUNTS.finditer(_LITERAL_OR_CLASS.sub('""', text)):
         low, high = _count(match.group(1)), _count(match.group(2) or match.group(1))
         if max(low, high) > MAX_REPEAT:
@@ -111,6 +120,14 @@ def _grammar(body: Mapping[str, Any]) -> str | None:
         if match.group(2) and low > high:
             raise InvalidRequest(
                 f"'grammar' repeats {match.group(0)} times: the minimum is above the maximum.",
+                param="grammar",
+            )
+        # {m,} has no upper bound: it counts as m + 1 (llama.cpp writes m copies and a star).
+        product *= max(low + 1 if match.group(2) == "" else high, 1)
+        if product > MAX_REPEAT_PRODUCT:
+            raise InvalidRequest(
+                f"'grammar' repetition counts multiply to over {MAX_REPEAT_PRODUCT}; llama.cpp "
+                "would take minutes to compile it. Use fewer or smaller counts.",
                 param="grammar",
             )
     return text
