@@ -3,10 +3,11 @@
 An :class:`Embedder` takes requests (lists of tokenized inputs) into a bounded queue and
 computes them on its thread, batched: each ``llama_decode`` reads as many whole inputs,
 from any queued requests, as fit in the context (``ctx_size`` tokens, ``max_inputs``
-sequences), and every vector comes back L2-normalized, as OpenAI's are. The context (with the
-model's pooling type, mean when it has none) is made at the first request, on the embedding
-thread: a server that never embeds pays nothing. It shares the served model's weights, or
-loads the model named by ``source`` there.
+sequences), one input of each waiting request in turn, so a short request never waits for
+all of a long one. Every vector comes back L2-normalized, as OpenAI's are. The context
+(with the model's pooling type, mean when it has none) is made at the first request, on
+the embedding thread: a server that never embeds pays nothing. It shares the served
+model's weights, or loads the model named by ``source`` there.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ class _Job:
     future: Future[Embeddings]
     vectors: list[list[float] | None] = field(default_factory=list)
     left: int = 0
+    #: The next input to read.
+    next: int = 0
 
 
 class Embedder:
@@ -123,7 +126,7 @@ class Embedder:
     # -- the embedding thread ---------------------------------------------------------
 
     def _run(self) -> None:
-        pending: deque[tuple[_Job, int]] = deque()
+        pending: deque[_Job] = deque()
         try:
             context, owned = self._context()
         except (LoadError, ModelSourceError, OSError) as exc:
@@ -144,10 +147,10 @@ class Embedder:
             if owned is not None:
                 owned.close()
 
-    def _stop(self, pending: deque[tuple[_Job, int]], error: EmbeddingFailed) -> None:
+    def _stop(self, pending: deque[_Job], error: EmbeddingFailed) -> None:
         with self._lock:
             self._closed = True
-        for job, _ in pending:
+        for job in pending:
             _settle(job, error)
         while True:
             try:
@@ -178,13 +181,13 @@ class Embedder:
         self._batch = Batch(context.n_ctx)
         return context, owned
 
-    def _serve(self, context: EmbeddingContext, pending: deque[tuple[_Job, int]]) -> None:
+    def _serve(self, context: EmbeddingContext, pending: deque[_Job]) -> None:
         while True:
             if not pending:
                 job = self._queue.get()
                 if job is None:
                     return
-                pending.extend((job, i) for i in range(len(job.inputs)))
+                pending.append(job)
             # Everything queued joins the next decodes: requests share batches.
             while True:
                 try:
@@ -193,22 +196,30 @@ class Embedder:
                     break
                 if job is None:
                     return
-                pending.extend((job, i) for i in range(len(job.inputs)))
+                pending.append(job)
             self._decode(context, pending)
 
-    def _decode(self, context: EmbeddingContext, pending: deque[tuple[_Job, int]]) -> None:
+    def _decode(self, context: EmbeddingContext, pending: deque[_Job]) -> None:
         batch = self._batch
         assert batch is not None
         batch.clear()
         taken: list[tuple[_Job, int]] = []
         while pending and len(taken) < context.n_seq:
-            job, i = pending[0]
+            job = pending[0]
+            if job.future.done():  # failed earlier, or its client left
+                pending.popleft()
+                continue
+            i = job.next
             tokens = job.inputs[i]
             if taken and batch.n + len(tokens) > context.n_ctx:
                 break
-            pending.popleft()
-            if job.future.done():  # failed earlier, or its client left
-                continue
+            # One input per request in turn: a request of thousands of inputs must not hold
+            # a one-line request back until all of them are read.
+            job.next += 1
+            if job.next < len(job.inputs):
+                pending.rotate(-1)
+            else:
+                pending.popleft()
             seq = len(taken)
             for pos, token in enumerate(tokens):
                 batch.add(token, pos, seq, True)

@@ -35,6 +35,7 @@ from .metrics import Metrics
 from .plan import Adapter, APIRequest, Limits, Plan
 from .resume.store import owner_of
 from .routes import ErrorBody, Handler, Request
+from .text import lone_surrogate
 from .transports.resumable import ResumableSSE, parse_event_id
 from .transports.sse import SSEResponse
 from .transports.websocket import Opened, OpenRequest, Refused, WebSocketEndpoint
@@ -57,7 +58,8 @@ class Generation:
 
 def parse_json(body: bytes) -> dict[str, Any]:
     """The JSON object of a request body. :raises InvalidRequest: not UTF-8, not JSON, too
-    deeply nested, or not an object."""
+    deeply nested, a number of thousands of digits, not an object, or a string (or key)
+    holding a lone UTF-16 surrogate (naming where)."""
     try:
         data = json.loads(body)
     except UnicodeDecodeError:
@@ -69,8 +71,21 @@ def parse_json(body: bytes) -> dict[str, Any]:
             f"We could not parse the JSON body of your request ({exc.msg} at line {exc.lineno} "
             f"column {exc.colno})."
         ) from None
+    except ValueError:  # Python converts integers of at most 4300 digits
+        raise InvalidRequest(
+            "The JSON body of your request holds a number with too many digits."
+        ) from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    found = lone_surrogate(body, data)
+    if found is not None:
+        param, surrogate = found
+        where = f"'{param}'" if param is not None else "A field name"
+        raise InvalidRequest(
+            f"{where} contains a lone UTF-16 surrogate {surrogate} (a string must be valid "
+            "Unicode).",
+            param=param,
+        )
     return data
 
 

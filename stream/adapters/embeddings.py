@@ -87,6 +87,9 @@ def embeddings(registry: ModelRegistry) -> Handler:
             raise InvalidRequest(
                 "'encoding_format' must be 'float' or 'base64'.", param="encoding_format"
             )
+        user = body.get("user")
+        if user is not None and not isinstance(user, str):
+            raise InvalidRequest("'user' must be a string.", param="user")
         dimensions = integer(body, "dimensions", 1)
         inputs = _inputs(body)
         served = registry.get(model)

@@ -39,6 +39,7 @@ __all__ = [
     "LLAMA_SERVER",
     "MAX_GRAMMAR",
     "MAX_REPEAT",
+    "MAX_REPEAT_PRODUCT",
     "Extensions",
     "check_samplers",
     "extensions",
@@ -55,11 +56,19 @@ MAX_GRAMMAR: Final = 16384
 #: repetition out, one copy (or nested optional rule) per count.
 MAX_REPEAT: Final = 1000
 
+#: Largest product of a GBNF grammar's repetition counts. llama.cpp expands nested
+#: repetitions of rules that may match nothing into every way of matching nothing when it
+#: compiles the grammar: x{0,300} over y{0,300} with y ::= "a"? takes minutes of CPU (and
+#: cannot be interrupted), x{0,100} over y{0,100} a fraction of a second. Nesting is not
+#: worked out here: every count multiplies.
+MAX_REPEAT_PRODUCT: Final = 10_000
+
 _SLUICE_ORDER: Final = ("penalties", "top_k", "top_p", "min_p", "temperature")
 _ABSENT: Final = frozenset({"dry", "typ_p", "typical_p", "xtc", "top_n_sigma"})
 # Repetition counts outside string literals and character classes.
 _LITERAL_OR_CLASS: Final = re.compile(r'"(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]')
-_COUNTS: Final = re.compile(r"\{\s*(\d+)\s*(?:,\s*(\d*)\s*)?\}")
+# ASCII digits only: \d would also match digits llama.cpp does not read as numbers.
+_COUNTS: Final = re.compile(r"\{\s*([0-9]+)\s*(?:,\s*([0-9]*)\s*)?\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +107,37 @@ def _grammar(body: Mapping[str, Any]) -> str | None:
         raise InvalidRequest(
             f"'grammar' is {len(text)} characters; the limit is {MAX_GRAMMAR}.", param="grammar"
         )
+    product = 1
     for match in _COUNTS.finditer(_LITERAL_OR_CLASS.sub('""', text)):
-        count = max(int(match.group(1)), int(match.group(2) or 0))
-        if count > MAX_REPEAT:
+        low, high = _count(match.group(1)), _count(match.group(2) or match.group(1))
+        if max(low, high) > MAX_REPEAT:
             raise InvalidRequest(
-                f"'grammar' repeats {count} times ({match.group(0)}); the limit is {MAX_REPEAT}.",
+                f"'grammar' repeats {match.group(0)} times; the limit is {MAX_REPEAT}.",
+                param="grammar",
+            )
+        # llama.cpp does not check the bounds' order: {m,n} with m > n makes it allocate
+        # until the process aborts.
+        if match.group(2) and low > high:
+            raise InvalidRequest(
+                f"'grammar' repeats {match.group(0)} times: the minimum is above the maximum.",
+                param="grammar",
+            )
+        # {m,} has no upper bound: it counts as m + 1 (llama.cpp writes m copies and a star).
+        product *= max(low + 1 if match.group(2) == "" else high, 1)
+        if product > MAX_REPEAT_PRODUCT:
+            raise InvalidRequest(
+                f"'grammar' repetition counts multiply to over {MAX_REPEAT_PRODUCT}; llama.cpp "
+                "would take minutes to compile it. Use fewer or smaller counts.",
                 param="grammar",
             )
     return text
+
+
+def _count(digits: str) -> int:
+    # A count of thousands of digits is refused before int() would (Python limits the
+    # digits it converts); anything past MAX_REPEAT is refused anyway.
+    stripped = digits.lstrip("0") or "0"
+    return int(stripped) if len(stripped) <= 6 else MAX_REPEAT + 1
 
 
 def extensions(body: Mapping[str, Any], *, max_probs: int) -> Extensions:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 import math
+import socket
 import struct
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -93,6 +96,7 @@ def test_bad_requests_name_the_parameter(server: RunningServer) -> None:
         ({"input": "a", "dimensions": 64}, "dimensions"),
         ({"input": "a", "dimensions": 0}, "dimensions"),
         ({"input": "a", "truncate": True}, "truncate"),
+        ({"input": "a", "user": 5}, "user"),
     ]
     for body, param in cases:
         reply = httpx.post(server.api + "/embeddings", json=body, timeout=120)
@@ -136,3 +140,28 @@ def test_embeddings_never_stall_a_running_stream(server: RunningServer) -> None:
     during = [count for count in seen if 0 < count < len(chunks)]
     # Several embedding requests completed while tokens flowed, with tokens between them.
     assert len(set(during)) >= 2, seen
+
+
+def test_a_client_that_leaves_stops_its_embeddings(server: RunningServer) -> None:
+    embedder = server.app.registry.get().embedder
+    with client(server) as sdk:
+        sdk.embeddings.create(model="m", input=CAT)  # the context is made at first use
+    start = embedder.decodes
+    # 400 inputs, at most 16 per decode: 25 decodes if it were read to the end.
+    inputs = [f"Sentence number {i} is about rivers." for i in range(400)]
+    body = json.dumps({"model": "m", "input": inputs}).encode()
+    head = (
+        f"POST /v1/embeddings HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as leaving:
+        leaving.sendall(head + body)
+        for _ in range(6000):  # up to 10 minutes on a loaded machine
+            if embedder.decodes > start:
+                break
+            time.sleep(0.1)
+        assert embedder.decodes > start
+    # The thread finishes the decode it is in and skips the rest of the request.
+    with client(server) as sdk:
+        assert len(sdk.embeddings.create(model="m", input=CAT).data) == 1
+    assert embedder.decodes - start < 10

@@ -375,6 +375,27 @@ def test_a_stored_response_is_visible_only_to_its_key(keyed_server: RunningServe
     assert client(keyed_server, "key-a").responses.retrieve(mine.id).id == mine.id
 
 
+def test_a_key_sent_as_x_api_key_owns_its_responses_too(keyed_server: RunningServer) -> None:
+    # Every route takes x-api-key; the store once scoped by the bearer token only, so all
+    # x-api-key clients were one owner and read each other's responses.
+    url = keyed_server.api + "/responses"
+    created = httpx.post(
+        url,
+        json={"model": "m", "input": "Hi", "max_output_tokens": 2},
+        headers={"x-api-key": "key-a"},
+        timeout=120,
+    )
+    assert created.status_code == 200, created.text
+    stored = f"{url}/{created.json()['id']}"
+    other = httpx.get(stored, headers={"x-api-key": "key-b"}, timeout=60)
+    assert other.status_code == 404
+    assert other.json()["error"]["param"] == "response_id"
+    assert httpx.delete(stored, headers={"x-api-key": "key-b"}, timeout=60).status_code == 404
+    # The same key is the same owner however it is sent.
+    assert httpx.get(stored, headers={"authorization": "Bearer key-a"}, timeout=60).is_success
+    assert httpx.get(stored, headers={"x-api-key": "key-a"}, timeout=60).is_success
+
+
 def test_an_agent_runs_its_function_tool(server: RunningServer) -> None:
     from agents import (
         Agent,

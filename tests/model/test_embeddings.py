@@ -82,3 +82,23 @@ def test_a_full_queue_refuses_and_a_cancelled_request_is_skipped(weights: LlamaM
         assert embedder.close()
     with pytest.raises(EmbeddingFailed):
         embedder.submit([sentence(weights, 1)])
+
+
+def test_a_short_request_does_not_wait_for_all_of_a_long_one(weights: LlamaModel) -> None:
+    # Two inputs per decode: a request of 40 takes 20 decodes. A one-input request queued
+    # behind it is read in turn with it, not after it.
+    embedder = Embedder(weights, EmbedderOptions(ctx_size=512, max_inputs=2))
+    try:
+        embedder.submit([sentence(weights, 0)]).result(60)  # the context exists from here
+        start = embedder.decodes
+        long = embedder.submit([sentence(weights, i) for i in range(40)])
+        short = embedder.submit([sentence(weights, 99)])
+        # Called on the embedding thread by the decode that finished it.
+        finished_at: list[int] = []
+        short.add_done_callback(lambda _: finished_at.append(embedder.decodes - start))
+        assert len(short.result(120).vectors) == 1
+        assert len(long.result(600).vectors) == 40
+        assert embedder.decodes - start >= 20
+        assert finished_at[0] <= 2
+    finally:
+        assert embedder.close()

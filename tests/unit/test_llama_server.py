@@ -72,6 +72,39 @@ def test_grammar_is_bounded(parse: Parser, body: Callable[..., dict[str, Any]]) 
     assert refused(parse, body(grammar=grammar, json_schema=SCHEMA)) == "grammar"
 
 
+@BOTH
+def test_grammar_repetition_bounds_out_of_order_are_refused(
+    parse: Parser, body: Callable[..., dict[str, Any]]
+) -> None:
+    # llama.cpp expands x{5,2} without checking the order and allocates until it aborts.
+    assert refused(parse, body(grammar='root ::= "a"{5,2}')) == "grammar"
+    assert refused(parse, body(grammar='root ::= x{ 3 , 1 }\nx ::= "a"')) == "grammar"
+    parse(body(grammar='root ::= "a"{2,2} "b"{0,} "c"{4,}'))
+
+
+@BOTH
+def test_grammar_repetition_counts_of_any_length_are_a_400(
+    parse: Parser, body: Callable[..., dict[str, Any]]
+) -> None:
+    # Past 4300 digits Python's int() raises ValueError: that must not become a 500.
+    assert refused(parse, body(grammar='root ::= "a"{' + "9" * 5000 + "}")) == "grammar"
+    assert refused(parse, body(grammar='root ::= "a"{1,' + "1" * 5000 + "}")) == "grammar"
+    parse(body(grammar='root ::= "a"{' + "0" * 5000 + "7}"))  # leading zeros: seven
+
+
+@BOTH
+def test_grammar_repetitions_that_multiply_past_the_limit_are_refused(
+    parse: Parser, body: Callable[..., dict[str, Any]]
+) -> None:
+    # Nested repetitions of a rule that may match nothing: llama.cpp spent minutes (not
+    # interruptible) compiling this, with every other request's planning waiting for threads.
+    nested = 'root ::= x{0,300}\nx ::= y{0,300}\ny ::= "a"?'
+    assert refused(parse, body(grammar=nested)) == "grammar"
+    assert refused(parse, body(grammar='root ::= "a"{0,100} "b"{0,100} "c"{2}')) == "grammar"
+    parse(body(grammar='root ::= x{0,100}\nx ::= y{0,100}\ny ::= "a"?'))
+    parse(body(grammar='root ::= [0-9]{1,16} "." [0-9]{1,16} [eE]{0,1} [0-9]{1,3} "a"{0}'))
+
+
 def test_json_schemas_become_the_response_format() -> None:
     top = parse_chat(chat(json_schema=SCHEMA)).response_format
     assert top == ResponseFormat("json_schema", SCHEMA, param="json_schema")

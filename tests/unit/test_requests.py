@@ -97,6 +97,41 @@ def test_parse_json_deep_nesting_is_a_400_not_a_crash() -> None:
     assert error.status == 400
 
 
+def test_parse_json_an_integer_of_thousands_of_digits_is_a_400_not_a_crash() -> None:
+    # Python refuses to convert integers past 4300 digits with a bare ValueError.
+    error = refused_json(b'{"max_tokens": ' + b"7" * 5000 + b"}")
+    assert "digits" in error.message
+    assert parse_json(b'{"max_tokens": ' + b"7" * 4000 + b"}")["max_tokens"] > 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        (b'{"user": "\\ud83d"}', "user"),
+        (b'{"metadata": {"a": "x\\udc00"}}', "metadata.a"),
+        (b'{"input": [{"type": "function_call", "call_id": "\\ud800"}]}', "input[0].call_id"),
+        (b'{"metadata": {"\\ud83d": "x"}}', "metadata"),  # a key: its parent is named
+        (b'{"\\ud83d": 1}', None),
+        (b'{"user": "\xed\xa0\xbd"}', "user"),  # encoded in UTF-8, which JSON lets through
+        ('{"user": "\ud83d"}'.encode("utf-16-le", "surrogatepass"), "user"),
+    ],
+)
+def test_parse_json_a_lone_surrogate_anywhere_is_a_400_naming_where(
+    raw: bytes, param: str | None
+) -> None:
+    # Echoed (user, metadata, ids) or named in an error (a key), it would fail to encode: a
+    # 500 without a body.
+    error = refused_json(raw)
+    assert error.param == param
+    assert "surrogate" in error.message
+    assert json.dumps(error.body(), ensure_ascii=False).encode()  # the error itself encodes
+
+
+def test_parse_json_surrogate_pairs_and_escaped_backslashes_are_text() -> None:
+    raw = b'{"a": "\\ud83d\\ude00", "b": "\\\\ud83d", "c": ["\xf0\x9f\x98\x80"]}'
+    assert parse_json(raw) == {"a": "\U0001f600", "b": "\\ud83d", "c": ["\U0001f600"]}
+
+
 # --- messages -----------------------------------------------------------------------------------
 
 

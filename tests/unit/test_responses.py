@@ -24,6 +24,7 @@ from stream.adapters.responses import (
     ResponseStore,
     Resume,
     StoredResponse,
+    owner_of,
     parse,
     retrieve,
 )
@@ -437,6 +438,41 @@ def test_bad_fields_are_400s_naming_them(body: dict[str, Any], param: str) -> No
     assert refused(body).param == param
 
 
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        # Unhashable values looked up in a set raised TypeError: a 500.
+        ({"input": "hi", "reasoning": {"effort": ["low"]}}, "reasoning.effort"),
+        ({"input": "hi", "reasoning": {"effort": {"a": 1}}}, "reasoning.effort"),
+        (
+            {"input": [{"role": "user", "content": [{"type": {"a": 1}, "text": "x"}]}]},
+            "input[0].content[0]",
+        ),
+        (
+            {"input": [{"role": "user", "content": [{"type": ["input_text"]}]}]},
+            "input[0].content[0]",
+        ),
+        # Echoed as given before: now checked.
+        ({"input": "hi", "reasoning": {"summary": {"a": 1}}}, "reasoning.summary"),
+        # Named the nested field's own name, or said None of a number.
+        (
+            {
+                "input": "hi",
+                "text": {"format": {"type": "json_schema", "name": "x", "schema": {}, "strict": 1}},
+            },
+            "text.format.strict",
+        ),
+        ({"input": "hi", "tool_choice": 5}, "tool_choice"),
+    ],
+)
+def test_wrong_types_in_nested_fields_are_400s_naming_them(
+    body: dict[str, Any], param: str
+) -> None:
+    error = refused(body)
+    assert error.param == param
+    assert "None" not in error.message
+
+
 def test_metadata_at_its_limits_is_accepted_and_echoed() -> None:
     metadata = {f"{i:0>64}": "v" * 512 for i in range(16)}
     request = parse(
@@ -570,6 +606,19 @@ def test_any_body_is_a_request_or_a_400(body: dict[str, Any], items: list[dict[s
     assert all(isinstance(t["content"], str | None) for t in turns)
 
 
+def test_the_owner_is_the_checked_key_wherever_it_was_sent() -> None:
+    def owner(*pairs: tuple[str, str]) -> str | None:
+        headers = [(k.encode(), v.encode()) for k, v in pairs]
+        return owner_of({"type": "http", "headers": headers}, True)
+
+    a = owner(("authorization", "Bearer key-a"))
+    assert a == owner(("x-api-key", "key-a"))
+    assert a != owner(("x-api-key", "key-b"))
+    # x-api-key wins, as when the key is checked.
+    assert owner(("x-api-key", "key-b"), ("authorization", "Bearer key-a")) != a
+    assert owner_of({"type": "http", "headers": [(b"x-api-key", b"key-a")]}, False) is None
+
+
 # -- store --------------------------------------------------------------------------------
 
 
@@ -661,6 +710,19 @@ async def get(store: ResponseStore, path: str, query: str = "", resume: Resume =
     return json.loads(bytes(response.body))
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("limit", ["%C2%B2", "%D9%A1", "1" * 5000, "-1", "1.5", "", "101"])
+async def test_an_input_items_limit_that_is_not_1_to_100_is_a_400(limit: str) -> None:
+    # Superscript two and Arabic-Indic one pass str.isdigit(); int() refuses the first, and
+    # 5000 digits: both were 500s.
+    store = ResponseStore(max_count=10, max_bytes=1 << 20, ttl=60)
+    items = ({"type": "message", "id": "msg_1", "role": "user"},)
+    store.put(StoredResponse({"id": "resp_1"}, items, items))
+    with pytest.raises(InvalidRequest) as caught:
+        await get(store, "resp_1/input_items", f"limit={limit}")
+    assert caught.value.param == "limit"
+
+
 async def _no_receive() -> Message:
     raise AssertionError("a GET handler reads no body")
 
@@ -681,6 +743,7 @@ async def test_input_items_are_listed_in_pages() -> None:
         with pytest.raises(InvalidRequest) as caught:
             await get(store, "resp_1/input_items", query)
         assert caught.value.param == param
+    assert len((await get(store, "resp_1/input_items", "limit=007"))["data"]) == 5
     for path in ["resp_2", "resp_1/other"]:
         with pytest.raises(NotFound):
             await get(store, path)

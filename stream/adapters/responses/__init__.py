@@ -272,7 +272,9 @@ def _listing(items: tuple[dict[str, Any], ...], query: QueryParams) -> dict[str,
     if order not in ("asc", "desc"):
         raise InvalidRequest("'order' must be 'asc' or 'desc'.", param="order")
     raw = query.get("limit", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+    # ASCII digits, few of them: str.isdigit() also takes "²", which int() refuses, and
+    # int() refuses thousands of digits.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 3 and 1 <= int(raw) <= 100):
         raise InvalidRequest("'limit' must be an integer from 1 to 100.", param="limit")
     ordered = list(items) if order == "asc" else list(reversed(items))
     after = query.get("after")

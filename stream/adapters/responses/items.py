@@ -112,7 +112,7 @@ def _message(item: Mapping[str, Any], at: str) -> dict[str, Any]:
 
 def _part(part: Any, at: str, kind: str) -> dict[str, Any]:
     given = part.get("type") if isinstance(part, dict) else None
-    if given in _NOT_TEXT:
+    if isinstance(given, str) and given in _NOT_TEXT:
         raise InvalidRequest(
             f"'{at}' is an {given} part; Sluice serves text models only.", param=f"{at}.type"
         )

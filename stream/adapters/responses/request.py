@@ -24,7 +24,7 @@ from model.tools import Tool, ToolChoice, ToolError, parse_tool_choice, parse_to
 from stream.errors import InvalidRequest
 
 from ..chat import ResponseFormat
-from ..openai import OpenAIRequest, boolean, common_fields, integer
+from ..openai import OpenAIRequest, common_fields, integer
 from ..reasoning import ReasoningOptions, reasoning_options
 from .items import input_items
 
@@ -239,9 +239,9 @@ def _tool_choice(value: Any) -> Any:
         return value
     if isinstance(value, dict) and value.get("type") == "function":
         return {"type": "function", "function": {"name": value.get("name")}}
-    kind = value.get("type") if isinstance(value, dict) else None
+    what = f"{value.get('type')!r} is not supported" if isinstance(value, dict) else "is invalid"
     raise InvalidRequest(
-        f"'tool_choice' {kind!r} is not supported: use 'none', 'auto', 'required' or "
+        f"'tool_choice' {what}: use 'none', 'auto', 'required' or "
         "{'type': 'function', 'name': ...}.",
         param="tool_choice",
     )
@@ -292,7 +292,9 @@ def _text(value: Any) -> tuple[dict[str, Any], ResponseFormat | None]:
         raise InvalidRequest(
             "'text.format.schema' must be a JSON Schema object.", param="text.format.schema"
         )
-    strict = boolean(fmt, "strict")
+    strict = fmt.get("strict", False)
+    if not isinstance(strict, bool):
+        raise InvalidRequest("'text.format.strict' must be a boolean.", param="text.format.strict")
     echo: dict[str, Any] = {"type": "json_schema", "name": name, "schema": schema, "strict": strict}
     if isinstance(fmt.get("description"), str):
         echo["description"] = fmt["description"]
@@ -324,9 +326,15 @@ def _reasoning(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidRequest("'reasoning' must be an object.", param="reasoning")
     effort = value.get("effort")
-    if effort is not None and effort not in _EFFORTS:
+    if effort is not None and not (isinstance(effort, str) and effort in _EFFORTS):
         raise InvalidRequest(
             f"'reasoning.effort' must be one of {', '.join(sorted(_EFFORTS))}.",
             param="reasoning.effort",
         )
-    return {"effort": effort, "summary": value.get("summary")}
+    summary = value.get("summary")
+    if summary not in (None, "auto", "concise", "detailed"):
+        raise InvalidRequest(
+            "'reasoning.summary' must be 'auto', 'concise' or 'detailed'.",
+            param="reasoning.summary",
+        )
+    return {"effort": effort, "summary": summary}
