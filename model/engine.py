@@ -453,7 +453,8 @@ class Engine:
             return sequence.sampler.sample(self._ctx.ptr, index)
         except ConstraintFailed as exc:
             grammar = sequence.request.grammar
-            message = f"the {grammar.param if grammar else 'request'} grammar {exc}"
+            name = grammar.param if grammar else "request"
+            message = f"the {name} grammar {exc}" if name != "grammar" else f"the grammar {exc}"
         events.extend((sequence.sink, e) for e in sequence.finish("error", message))
         self._release(sequence)
         return None
