@@ -2,8 +2,8 @@
 
 Every request passes, in order: the access log (request id, log line, metrics), CORS when
 configured, route and method lookup (404, 405), the API key (401), the content type and the
-body of a POST (415, 413), and its handler. This is the one place an exception becomes a
-response: :class:`~stream.errors.APIError` as its own JSON, a
+body of a POST (415, 413, 408: :mod:`stream.body`), and its handler. This is the one place an
+exception becomes a response: :class:`~stream.errors.APIError` as its own JSON, a
 :class:`~model.errors.ModelError` translated once (:func:`~stream.errors.from_model_error`),
 and anything else a 500 ``server_error`` naming the request id, logged once with its
 traceback; each in OpenAI's shape unless the route declares its API's own (``error_body``).
@@ -30,18 +30,10 @@ from model.registry import ModelRegistry, ModelSettings
 from model.source import ModelSourceError, ResolvedModel, resolve_model
 
 from .access import AccessLog, request_id_of
+from .body import check_content_type, read_body
 from .bridge import LoopDispatch
 from .config import Config
-from .errors import (
-    APIError,
-    InvalidRequest,
-    MethodNotAllowed,
-    NotFound,
-    PayloadTooLarge,
-    Unauthorized,
-    UnsupportedMediaType,
-    from_model_error,
-)
+from .errors import APIError, MethodNotAllowed, NotFound, Unauthorized, from_model_error
 from .metrics import Metrics
 from .routes import OTHER, ErrorBody, Request, Route, RouteTable
 
@@ -202,8 +194,9 @@ class Sluice:
             self._authorize(headers)
         body = b""
         if method == "POST":
-            _check_content_type(headers)
-            body = await self._body(receive)
+            check_content_type(headers)
+            config = self.config
+            body = await read_body(receive, config.max_body_size, config.body_timeout)
         return await handler(Request(scope, receive, body, params))
 
     def _authorize(self, headers: Headers) -> None:
@@ -226,24 +219,6 @@ class Sluice:
                 code="invalid_api_key",
                 headers={"www-authenticate": "Bearer"},
             )
-
-    async def _body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        limit = self.config.max_body_size
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise InvalidRequest("The client went away while sending the request.")
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(
-                    f"The request body exceeds {limit} bytes.", code="request_too_large"
-                )
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
     # -- WebSocket --------------------------------------------------------------------
 
@@ -281,11 +256,3 @@ def _api_keys(config: Config) -> tuple[str, ...]:
         with open(config.api_key_file, encoding="utf-8") as lines:
             keys += [line.strip() for line in lines]
     return tuple(k for k in keys if k and not k.startswith("#"))
-
-
-def _check_content_type(headers: Headers) -> None:
-    kind = headers.get("content-type")
-    if kind is not None and kind.split(";")[0].strip().lower() != "application/json":
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, not {kind!r}.", code="unsupported_media_type"
-        )

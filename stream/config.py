@@ -57,6 +57,10 @@ class Config:
     strict_model_names: bool = _opt(False, "answer 404 for a 'model' other than the served one")
     chat_template: str | None = _opt(None, "'chatml', 'plain', a Jinja file or inline template")
     max_body_size: int = _opt(8 * MIB, "largest request body accepted, in bytes")
+    body_timeout: float = _opt(30 * SECONDS, "seconds a request body may take to arrive (408)")
+    max_connections: int = _opt(
+        4096, "open connections served at once; more are refused with a 503 and closed"
+    )
     send_buffer: int = _opt(64 * KIB, "socket send buffer per connection, bytes (0: kernel's)")
     stream_buffer: int = _opt(64, "events buffered per stream before its sequence pauses")
     max_messages: int = _opt(1024, "most messages one chat request may carry")
@@ -138,6 +142,7 @@ _RANGES: tuple[tuple[str, int, int | None], ...] = (
     ("prefill_chunk", 1, None),
     ("threads", 0, 512),
     ("max_queue", 0, None),
+    ("max_connections", 1, None),
 )
 
 

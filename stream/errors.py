@@ -7,6 +7,7 @@
      +- Unauthorized         401 (missing or wrong API key)
      +- NotFound             404 (routes, models)
      +- MethodNotAllowed     405
+     +- RequestTimeout       408 (the body did not arrive in time)
      +- PayloadTooLarge      413
      +- UnsupportedMediaType 415
      +- RateLimited          429 (wait queue full), with Retry-After
@@ -31,6 +32,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "RequestTimeout",
     "Unauthorized",
     "Unavailable",
     "UnsupportedMediaType",
@@ -86,6 +88,11 @@ class NotFound(APIError):
 
 class MethodNotAllowed(APIError):
     status = 405
+    type = "invalid_request_error"
+
+
+class RequestTimeout(APIError):
+    status = 408
     type = "invalid_request_error"
 
 

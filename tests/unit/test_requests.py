@@ -97,6 +97,53 @@ def test_parse_json_deep_nesting_is_a_400_not_a_crash() -> None:
     assert error.status == 400
 
 
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])
+def test_parse_json_utf16_and_utf32_bodies_are_refused_as_not_utf8(codec: str) -> None:
+    # json.loads on bytes would guess these encodings; RFC 8259 allows UTF-8 only.
+    raw = json.dumps({"messages": USER}).encode(codec)
+    assert "UTF-8" in refused_json(raw).message
+
+
+@pytest.mark.parametrize("where", ["value", "nested", "key"])
+def test_parse_json_an_integer_past_4300_digits_is_a_400(where: str) -> None:
+    huge = "7" * 5000
+    raw = {
+        "value": f'{{"max_tokens": {huge}}}',
+        "nested": f'{{"logit_bias": {{"1": [{{"a": {huge}}}]}}}}',
+        "key": f'{{"seed": -{huge}}}',
+    }[where]
+    assert "4300 digits" in refused_json(raw.encode()).message
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        (rb'{"messages": [{"role": "user", "content": "hi \ud83d"}]}', "messages[0].content"),
+        (
+            rb'{"messages": [{"role": "user", "content": [{"type": "text", "text": "\udc00"}]}]}',
+            "messages[0].content[0].text",
+        ),
+        (rb'{"prompt": ["ok", "x\ud800y"]}', "prompt[1]"),
+        (rb'{"stop": "\ud83d"}', "stop"),
+        (
+            rb'{"tools": [{"type": "function", "function": {"description": "\udfff"}}]}',
+            "tools[0].function.description",
+        ),
+        (rb'{"response_format": {"x\ud83dy": 1}}', "response_format.x\ud83dy"),
+    ],
+)
+def test_parse_json_a_lone_surrogate_anywhere_is_a_400_naming_its_path(
+    raw: bytes, param: str
+) -> None:
+    error = refused_json(raw)
+    assert error.param == param
+    assert "lone UTF-16 surrogate" in error.message
+
+
+def test_parse_json_a_surrogate_pair_is_text() -> None:
+    assert parse_json(rb'{"a": "\ud83d\ude00"}') == {"a": "\U0001f600"}
+
+
 # --- messages -----------------------------------------------------------------------------------
 
 
@@ -581,6 +628,43 @@ def test_unsupported_completion_parameters_are_refused_by_name(name: str, value:
 def test_unsupported_parameters_left_unset_are_fine(name: str, value: Any) -> None:
     parse_chat(chat(**{name: value}))
     parse_completion(completion(**{name: value}))
+
+
+# OpenAI's own defaults: the value of each unimplemented parameter that asks for nothing.
+OFF: list[tuple[str, Any]] = [
+    ("best_of", 1),
+    ("suffix", ""),
+    ("suffix", None),
+    ("echo", False),
+    ("modalities", ["text"]),
+    ("audio", None),
+    ("prediction", None),
+    ("functions", []),
+    ("function_call", "none"),
+    ("web_search_options", None),
+    ("reasoning_effort", None),
+]
+
+
+@BOTH
+@pytest.mark.parametrize(("name", "value"), OFF)
+def test_unsupported_parameters_at_their_off_value_are_accepted(
+    parse: Parser, body: Callable[..., dict[str, Any]], name: str, value: Any
+) -> None:
+    parse(body(**{name: value}))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("best_of", True), ("best_of", 1.5), ("echo", 0), ("modalities", ["text", "audio"])],
+)
+def test_an_off_value_of_another_type_still_asks_for_the_feature(name: str, value: Any) -> None:
+    assert refused(parse_completion, completion(**{name: value})).param == name
+
+
+def test_function_call_none_with_functions_is_still_refused_for_the_functions() -> None:
+    error = refused(parse_chat, chat(functions=[{"name": "f"}], function_call="none"))
+    assert error.param == "functions"
 
 
 def test_tools_pass_through_to_the_service() -> None:
