@@ -16,6 +16,7 @@ from collections.abc import Callable
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .errors import ClientGone
 from .metrics import Metrics
 
 __all__ = ["AccessLog", "JSONLogFormatter", "request_id", "request_id_of"]
@@ -78,6 +79,8 @@ class AccessLog:
 
         try:
             await self._app(scope, receive, send_with_id)
+        except ClientGone:
+            status = 499
         finally:
             elapsed = time.perf_counter() - started
             path: str = scope["path"]

@@ -23,17 +23,25 @@ import anyio
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.errors import ModelError
 from model.registry import ModelRegistry, ModelSettings
 from model.source import ModelSourceError, ResolvedModel, resolve_model
 
 from .access import AccessLog, request_id_of
-from .body import check_content_type, read_body
+from .body import ambiguous_framing, check_content_type, read_body
 from .bridge import LoopDispatch
 from .config import Config
-from .errors import APIError, MethodNotAllowed, NotFound, Unauthorized, from_model_error
+from .errors import (
+    APIError,
+    ClientGone,
+    MethodNotAllowed,
+    NotFound,
+    RequestTimeout,
+    Unauthorized,
+    from_model_error,
+)
 from .metrics import Metrics
 from .routes import OTHER, ErrorBody, Request, Route, RouteTable
 
@@ -148,9 +156,17 @@ class Sluice:
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self._routes.find(scope["path"])
         error_body = found[1].error_body if found is not None else APIError.body
+        close = ambiguous_framing(Headers(scope=scope))
+        failed = True
         try:
             response = await self._respond(scope, receive, found)
+            failed = False
+        except ClientGone:
+            raise
         except APIError as exc:
+            # After a body timeout the rest of the body may still arrive: the connection
+            # cannot carry another request.
+            close |= isinstance(exc, RequestTimeout)
             response = _error_response(exc, error_body)
         except ModelError as exc:
             error = from_model_error(exc)
@@ -171,7 +187,16 @@ class Sluice:
                 f"{rid}); it has been logged. Retry, or report the request id."
             )
             response = _error_response(unexpected, error_body)
-        await response(scope, receive, send)
+        # HTTP/2 has no Connection header (it ends a stream, not the connection).
+        if close and scope.get("http_version", "1.1").startswith("1"):
+            send = _closing(send)
+        if not failed:
+            await response(scope, receive, send)
+            return
+        # An error answer is a few hundred bytes: one that cannot be sent in this time is
+        # stuck behind a client that reads nothing, or a connection already gone.
+        with anyio.move_on_after(self.config.body_timeout):
+            await response(scope, receive, send)
 
     async def _respond(
         self, scope: Scope, receive: Receive, found: tuple[str, Route, dict[str, str]] | None
@@ -244,6 +269,16 @@ class Sluice:
         ]
         await send({"type": "websocket.http.response.start", "status": 404, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": body})
+
+
+def _closing(send: Send) -> Send:
+    async def send_closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", []), (b"connection", b"close")]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_closing
 
 
 def _error_response(exc: APIError, body: ErrorBody) -> ASGIApp:

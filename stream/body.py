@@ -14,9 +14,9 @@ import anyio
 from starlette.datastructures import Headers
 from starlette.types import Receive
 
-from .errors import InvalidRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from .errors import ClientGone, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
-__all__ = ["check_content_type", "lone_surrogate", "read_body"]
+__all__ = ["ambiguous_framing", "check_content_type", "lone_surrogate", "read_body"]
 
 
 def check_content_type(headers: Headers) -> None:
@@ -43,7 +43,7 @@ async def read_body(receive: Receive, limit: int, seconds: float) -> bytes:
 
     :raises PayloadTooLarge: longer than ``limit``.
     :raises RequestTimeout: not complete after ``seconds`` (408).
-    :raises InvalidRequest: the client went away while sending it.
+    :raises ClientGone: the client went away while sending it.
     """
     chunks: list[bytes] = []
     size = 0
@@ -51,7 +51,7 @@ async def read_body(receive: Receive, limit: int, seconds: float) -> bytes:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                raise InvalidRequest("The client went away while sending the request.")
+                raise ClientGone("the client went away while sending its request body")
             chunk: bytes = message.get("body", b"")
             size += len(chunk)
             if size > limit:
@@ -62,11 +62,15 @@ async def read_body(receive: Receive, limit: int, seconds: float) -> bytes:
             if not message.get("more_body", False):
                 return b"".join(chunks)
     raise RequestTimeout(
-        f"The request body was not received within {seconds:g} seconds.",
-        code="request_timeout",
-        # The rest of the body may still arrive: this connection cannot carry another request.
-        headers={"connection": "close"},
+        f"The request body was not received within {seconds:g} seconds.", code="request_timeout"
     )
+
+
+def ambiguous_framing(headers: Headers) -> bool:
+    """Both ``Content-Length`` and ``Transfer-Encoding``: RFC 9112 section 6.3 reads the body
+    by the latter but requires the connection closed after the response, since an
+    intermediary may have read it by the former (request smuggling)."""
+    return "content-length" in headers and "transfer-encoding" in headers
 
 
 def lone_surrogate(data: Any) -> str | None:

@@ -13,6 +13,7 @@
      +- RateLimited          429 (wait queue full), with Retry-After
      +- Unavailable          503 (model loading or failed, server draining), with Retry-After
      +- DeadlineExceeded     504 (the request's deadline passed before it finished)
+    ClientGone               the client left before its answer: nothing to send (logged 499)
 
 :func:`from_model_error` is the only place a :class:`model.errors.ModelError` becomes one of
 these; ``stream.app`` is the only place either becomes a response.
@@ -26,6 +27,7 @@ from model.errors import CapacityExceeded, InvalidInput, ModelError, ModelNotFou
 
 __all__ = [
     "APIError",
+    "ClientGone",
     "DeadlineExceeded",
     "InvalidRequest",
     "MethodNotAllowed",
@@ -69,6 +71,15 @@ class APIError(Exception):
 
     def body(self) -> dict[str, Any]:
         return error_object(self.message, self.type, self.param, self.code)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer started: there is no one to answer.
+
+    Over HTTP/2 an answer sent after that would wait for ever on a connection Hypercorn no
+    longer writes, so nothing is sent; the access log counts it as 499 (nginx's "client
+    closed request").
+    """
 
 
 class InvalidRequest(APIError):
