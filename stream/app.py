@@ -85,7 +85,9 @@ class Sluice:
                 entry,
                 allow_origins=origins,
                 allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["authorization", "content-type", "x-request-id"],
+                # Whatever the browser asks for, on an allowed origin only: the official
+                # OpenAI JavaScript SDK sends X-Stainless-* headers on every request.
+                allow_headers=["*"],
                 expose_headers=["x-request-id", "retry-after"],
                 max_age=600,
             )
