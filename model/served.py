@@ -46,6 +46,8 @@ class ServedModel:
         self.engine = engine
         self.name = name
         self.prompt = prompt or ChatPrompt(model, template)
+        #: Bytes of the longest token text: bounds a prompt's tokens before tokenizing it.
+        self.longest_token = model.longest_piece()
 
     @classmethod
     def load(
