@@ -30,7 +30,7 @@ from model.registry import ModelRegistry, ModelSettings
 from model.source import ModelSourceError, ResolvedModel, resolve_model
 
 from .access import AccessLog, request_id_of
-from .body import ambiguous_framing, check_content_type, read_body
+from .body import BodyReceive, ambiguous_framing, check_content_type, read_body
 from .bridge import LoopDispatch
 from .config import Config
 from .errors import (
@@ -160,6 +160,7 @@ class Sluice:
         error_body = found[1].error_body if found is not None else APIError.body
         close = ambiguous_framing(Headers(scope=scope))
         failed = True
+        receive = body = BodyReceive(receive)
         try:
             response = await self._respond(scope, receive, found)
             failed = False
@@ -192,6 +193,8 @@ class Sluice:
         # HTTP/2 has no Connection header (it ends a stream, not the connection).
         if close and scope.get("http_version", "1.1").startswith("1"):
             send = _closing(send)
+        if scope.get("http_version") == "2":
+            await body.discard_rest(self.config.body_timeout)
         if not failed:
             await response(scope, receive, send)
             return

@@ -12,11 +12,37 @@ from typing import Any
 
 import anyio
 from starlette.datastructures import Headers
-from starlette.types import Receive
+from starlette.types import Message, Receive
 
 from .errors import ClientGone, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
 
-__all__ = ["ambiguous_framing", "check_content_type", "lone_surrogate", "read_body"]
+__all__ = ["BodyReceive", "ambiguous_framing", "check_content_type", "lone_surrogate", "read_body"]
+
+
+class BodyReceive:
+    """An ASGI ``receive`` that notes when the request body has been read to its end.
+
+    Hypercorn (0.18) drops a whole HTTP/2 connection, every other stream on it included, when
+    DATA arrives for a stream whose answer it has finished; an error answered before the body
+    was read (404, 405, 401, 415, 413) must therefore read the rest of it first
+    (:meth:`discard_rest`).
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.complete = False
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" or not message.get("more_body", False):
+            self.complete = True
+        return message
+
+    async def discard_rest(self, seconds: float) -> None:
+        """Read and drop what is left of the body, for at most ``seconds``."""
+        with anyio.move_on_after(seconds):
+            while not self.complete:
+                await self()
 
 
 def check_content_type(headers: Headers) -> None:

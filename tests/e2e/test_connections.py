@@ -185,3 +185,24 @@ def test_past_the_connection_cap_new_ones_get_a_503_and_liveness_answers(
     assert httpx.get(capped.url + "/health", timeout=30).status_code == 200
     cap_lines = [r for r in caplog.records if "connection cap reached" in r.getMessage()]
     assert 1 <= len(cap_lines) <= 2  # rate-limited: not one line per refused connection
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("POST", CHAT, {"content-type": "text/plain"}, 415),
+        ("POST", CHAT, {}, 415),
+        ("POST", "/nowhere", {"content-type": "application/json"}, 404),
+        ("PUT", CHAT, {"content-type": "application/json"}, 405),
+        ("GET", "/health", {}, 200),
+    ],
+)
+def test_an_http2_answer_before_the_body_keeps_the_connection(
+    capped: RunningServer, method: str, path: str, headers: dict[str, str], status: int
+) -> None:
+    # Hypercorn drops the whole connection when DATA arrives for a stream it has answered.
+    with httpx.Client(base_url=capped.url, http1=False, http2=True, timeout=30) as client:
+        for _ in range(3):
+            reply = client.request(method, path, content=b"x" * 1000, headers=headers)
+            assert (reply.http_version, reply.status_code) == ("HTTP/2", status)
+            assert client.get("/health").status_code == 200
