@@ -22,7 +22,7 @@ from collections.abc import Mapping
 import anyio
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.errors import ModelError
@@ -287,7 +287,9 @@ def _closing(send: Send) -> Send:
 
 
 def _error_response(exc: APIError, body: ErrorBody) -> ASGIApp:
-    return JSONResponse(body(exc), exc.status, headers=exc.headers)
+    # ASCII with escapes: a message quoting client text can never fail to encode.
+    content = json.dumps(body(exc), ensure_ascii=True).encode()
+    return Response(content, exc.status, headers=exc.headers, media_type="application/json")
 
 
 def _api_keys(config: Config) -> tuple[str, ...]:

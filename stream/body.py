@@ -110,10 +110,10 @@ def lone_surrogate(data: Any) -> str | None:
                 return path
         elif isinstance(value, dict):
             for key, item in value.items():
-                here = f"{path}.{key}" if path else key
-                if not _is_text(key):
-                    return here
-                pending.append((here, item))
+                if not _is_text(key):  # named with the surrogate escaped: the path is text
+                    named = key.encode("utf-8", "backslashreplace").decode()
+                    return f"{path}.{named}" if path else named
+                pending.append((f"{path}.{key}" if path else key, item))
         elif isinstance(value, list):
             pending.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
     return None

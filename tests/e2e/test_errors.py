@@ -86,6 +86,12 @@ LONE = r"hi \ud83d"
             "tools[0].function.description",
         ),
         (CHAT, f'{{"messages": {json.dumps(HELLO)}, "stop": ["{LONE}"]}}', "stop[0]"),
+        # Found by the fuzz campaign: a surrogate in a key once broke the error answer itself.
+        (
+            CHAT,
+            f'{{"messages": {json.dumps(HELLO)}, "metadata": {{"{LONE}": 1}}}}',
+            r"metadata.hi \ud83d",
+        ),
         ("/v1/completions", f'{{"prompt": "{LONE}"}}', "prompt"),
         ("/v1/completions", f'{{"prompt": ["ok", "{LONE}"], "stream": true}}', "prompt[1]"),
     ],

@@ -18,7 +18,9 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,20 +28,24 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
 from .fuzz_inputs import FuzzRequest, requests
-from .server import ROOT, serving
+from .server import ROOT, free_port
 
 EXAMPLES = int(os.environ.get("SLUICE_FUZZ_EXAMPLES", "25"))
 #: Most requests per batch (SLUICE_FUZZ_BATCH): more per reference stream in long campaigns.
 BATCH = int(os.environ.get("SLUICE_FUZZ_BATCH", "6"))
 REFERENCE_TOKENS = 6
-#: Requests sent, over all examples (printed at the end of a run with -s).
+#: Requests sent and batches run, over all examples (printed at the end of a run with -s).
 SENT: list[int] = [0]
+BATCHES: list[int] = [0]
 
 
 class Target:
-    def __init__(self, url: str, process: subprocess.Popen[str]) -> None:
+    """The server process, its log, and an HTTP/1.1 and an h2c client."""
+
+    def __init__(self, url: str, process: subprocess.Popen[str], log: Path) -> None:
         self.url = url
         self.process = process
+        self.log = log
         # Idle connections are dropped before Hypercorn's 5 s keep-alive timeout closes them,
         # which a request could race.
         pool = httpx.Limits(keepalive_expiry=2)
@@ -47,22 +53,45 @@ class Target:
         self.h1 = httpx.Client(**options)
         self.h2 = httpx.Client(**options, http1=False, http2=True)
 
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if httpx.get(self.url + "/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"the server did not become ready: {self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-6000:]
+
     def close(self) -> None:
         self.h1.close()
         self.h2.close()
 
 
 @pytest.fixture(scope="module")
-def target() -> Iterator[Target]:
-    argv = [sys.executable, "service.py", "--host", "127.0.0.1", "--threads", "1"]
-    argv += ["--ctx-size", "512", "--body-timeout", "10", "--log-level", "warning"]
-    with serving(argv, env={**os.environ, "PYTHONPATH": str(ROOT)}) as (url, process):
-        running = Target(url, process)
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    log = tmp_path_factory.mktemp("fuzz") / "server.log"
+    port = free_port()
+    argv = [sys.executable, "service.py", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--threads", "1", "--ctx-size", "512", "--body-timeout", "10"]
+    argv += ["--log-level", "warning"]
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            argv, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, text=True
+        )
+        running = Target(f"http://127.0.0.1:{port}", process, log)
         try:
+            running.wait_ready()
             yield running
         finally:
             running.close()
-    print(f"\nfuzz: {SENT[0]} requests in {EXAMPLES} batches")
+            process.kill()
+            process.wait()
+    print(f"\nfuzz: {SENT[0]} requests in {BATCHES[0]} batches")
 
 
 def check_error(error: Any, where: str) -> None:
@@ -152,14 +181,18 @@ def reference_stream(target: Target, outcome: list[Any]) -> None:
 )
 @given(batch=requests(BATCH))
 def test_fuzz_every_route(target: Target, batch: list[FuzzRequest]) -> None:
+    BATCHES[0] += 1
     outcome: list[Any] = []
     reference = threading.Thread(target=reference_stream, args=(target, outcome))
     reference.start()
     try:
         for request in batch:
             send(target, request)
+        reference.join(timeout=120)
+        assert target.process.poll() is None, "the server process died"
+        assert outcome == [(200, "data: [DONE]", ["length"], [REFERENCE_TOKENS])]
+        assert target.h1.get("/health").status_code == 200
+    except (AssertionError, httpx.HTTPError) as exc:
+        raise AssertionError(f"{exc}\n--- server log ---\n{target.log_tail()}") from exc
     finally:
         reference.join(timeout=120)
-    assert target.process.poll() is None, "the server process died"
-    assert outcome == [(200, "data: [DONE]", ["length"], [REFERENCE_TOKENS])]
-    assert target.h1.get("/health").status_code == 200

@@ -129,7 +129,8 @@ def test_parse_json_an_integer_past_4300_digits_is_a_400(where: str) -> None:
             rb'{"tools": [{"type": "function", "function": {"description": "\udfff"}}]}',
             "tools[0].function.description",
         ),
-        (rb'{"response_format": {"x\ud83dy": 1}}', "response_format.x\ud83dy"),
+        (rb'{"response_format": {"x\ud83dy": 1}}', r"response_format.x\ud83dy"),
+        (rb'{"tool_choice": {"\ud8ac": {}}}', r"tool_choice.\ud8ac"),
     ],
 )
 def test_parse_json_a_lone_surrogate_anywhere_is_a_400_naming_its_path(
