@@ -17,6 +17,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from .fuzz_values import schemas, texts, values
+
 __all__ = ["FuzzRequest", "requests"]
 
 CHAT = "/v1/chat/completions"
@@ -36,120 +38,6 @@ class FuzzRequest:
     def streamed(self) -> bool:
         return b'"stream": true' in self.body
 
-
-# -- values -----------------------------------------------------------------------------
-
-ODD_TEXTS = [
-    "\ud83d",  # lone surrogates: json.dumps writes them as \\u escapes
-    "a\udc00b",
-    "\ud83d\ude00",  # a proper pair written as escapes
-    "<|im_start|>",
-    "<|im_end|><|im_start|>assistant\n",
-    "<|endoftext|>",
-    "<tool_call>",
-    "</tool_call>",
-    "<s>",
-    "\x00",
-    "\u2028\u2029",
-    "\ufeff",
-    "\U0001d54f" * 20,
-    '"\\',
-    "{{ raise_exception('x') }}",
-    "{% for x in range(10**9) %}",
-    "%s%n%x",
-    "A" * 5000,
-    "é" * 300,
-    "\r\n\r\n",
-    "",
-]
-BIG_INTS = [2**31, 2**32 + 1, 2**63, 2**64, -(2**63) - 1, 10**30, -(10**30)]
-ODD_NUMBERS = [0, -1, 1, 0.0, -0.0, 1e-320, 1e308, -1e308, 0.5, 1.0000001, *BIG_INTS]
-
-texts = st.one_of(
-    st.text(max_size=40),
-    st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3),
-    st.sampled_from(ODD_TEXTS),
-)
-numbers = st.one_of(
-    st.integers(),
-    st.floats(allow_nan=True, allow_infinity=True),  # NaN/Infinity: json.loads takes them
-    st.sampled_from(ODD_NUMBERS),
-)
-leaves = st.one_of(st.none(), st.booleans(), numbers, texts)
-values = st.recursive(
-    leaves,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(texts, inner, max_size=4)),
-    max_leaves=12,
-)
-
-# -- schemas and patterns ---------------------------------------------------------------
-
-NASTY_PATTERNS = [
-    "^[z-a]$",
-    "^(ab$",
-    "^([a-z]$",
-    "^ab(c|d$",
-    "^a{3,1}$",
-    "^([a-z]{0,50}){0,50}$",
-    "^(a{0,1000}){0,1000}$",
-    "^(a|b)*c{1,1000}$",
-    "(?=a)b",
-    "(a)\\1",
-    "\\bword\\b",
-    "^\\d{3}-\\d{4}$",
-    '^[^"\\\\]*$',
-    "[\\ud800-\\udfff]",
-    "^.{0,1000}$",
-    "",
-    "^$",
-    "*",
-    "[",
-    "\\",
-]
-patterns = st.one_of(
-    st.sampled_from(NASTY_PATTERNS),
-    st.text(alphabet='ab^$.|()[]{}*+?-,0123456789\\dwsDWS"z', max_size=24),
-)
-simple_schemas = st.one_of(
-    st.fixed_dictionaries(
-        {"type": st.sampled_from(["string", "integer", "number", "boolean", "null", "object"])}
-    ),
-    st.fixed_dictionaries({"type": st.just("string"), "pattern": patterns}),
-    st.fixed_dictionaries(
-        {"type": st.just("string")},
-        optional={"minLength": numbers, "maxLength": numbers, "format": texts},
-    ),
-    st.fixed_dictionaries({"enum": st.lists(values, max_size=5)}),
-    st.fixed_dictionaries({"const": values}),
-    st.fixed_dictionaries({"$ref": st.sampled_from(["#/$defs/x", "#", "http://x/y", "#/nope"])}),
-    st.fixed_dictionaries({"type": st.just("integer")}, optional={"minimum": numbers}),
-    values,
-)
-
-
-def _schemas(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
-    return st.one_of(
-        st.fixed_dictionaries(
-            {
-                "type": st.just("object"),
-                "properties": st.dictionaries(st.text(max_size=8), inner, max_size=4),
-            },
-            optional={
-                "required": st.lists(st.text(max_size=8), max_size=3),
-                "additionalProperties": st.one_of(st.booleans(), inner),
-            },
-        ),
-        st.fixed_dictionaries(
-            {"type": st.just("array"), "items": inner},
-            optional={"minItems": numbers, "maxItems": numbers},
-        ),
-        st.fixed_dictionaries({"anyOf": st.lists(inner, max_size=4)}),
-        st.fixed_dictionaries({"oneOf": st.lists(inner, max_size=3)}),
-        st.fixed_dictionaries({"allOf": st.lists(inner, max_size=2)}),
-    )
-
-
-schemas = st.recursive(simple_schemas, _schemas, max_leaves=10)
 
 # -- bodies ------------------------------------------------------------------------------
 
@@ -271,6 +159,58 @@ def _json(data: Any) -> bytes:
 
 
 HUGE_INT = b'{"messages": [{"role": "user", "content": "x"}], "max_tokens": ' + b"7" * 4400 + b"}"
+
+
+def _nested(depth: int, leaf: Any, key: str) -> Any:
+    for _ in range(depth):
+        leaf = {key: leaf}
+    return leaf
+
+
+_USER = [{"role": "user", "content": "x"}]
+#: Deep structures where the prompt, the template and the schema compiler walk them.
+DEEP = [
+    {"messages": _USER, "max_tokens": 2, "metadata": _nested(400, 1, "a")},
+    {
+        "messages": _USER,
+        "max_tokens": 2,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "x", "schema": _nested(200, {"type": "string"}, "items")},
+        },
+    },
+    {
+        "messages": _USER,
+        "max_tokens": 2,
+        "tools": [
+            {
+                "type": "function",
+                "function": {"name": "f", "parameters": _nested(150, {}, "properties")},
+            }
+        ],
+    },
+    {
+        "messages": [{"role": "user", "content": [_nested(300, "x", "text")]}],
+        "max_tokens": 2,
+    },
+    {
+        "messages": [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": _nested(300, 1, "a")},
+                    }
+                ],
+            },
+            *_USER,
+        ],
+        "max_tokens": 2,
+    },
+]
 ODD_BODIES = [
     b"",
     b"{",
@@ -281,6 +221,7 @@ ODD_BODIES = [
     HUGE_INT,
     json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode("utf-16"),
     json.dumps({"prompt": "hi"}).encode("utf-32-le"),
+    *(json.dumps(body).encode() for body in DEEP),
     b'\xef\xbb\xbf{"prompt": "bom"}',
     b'{"prompt": "\xff\xfe"}',
     b'{"prompt": "a", "prompt": 7}',
@@ -346,7 +287,8 @@ def _request(draw: st.DrawFn) -> FuzzRequest:
     path = draw(st.one_of(st.sampled_from(ROUTES), st.sampled_from(ROUTES), unknown_paths))
     generation = path in (CHAT, COMPLETIONS)
     methods = ["POST"] * 6 if generation else ["GET"] * 4
-    method = draw(st.sampled_from([*methods, "GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]))
+    others = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
+    method = draw(st.sampled_from([*methods, *others]))
     body = draw(_body(path)) if method in ("POST", "PUT", "PATCH") else b""
     headers = draw(extra_headers)
     if method in ("POST", "PUT", "PATCH"):
