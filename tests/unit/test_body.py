@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import anyio
 import pytest
+from starlette.types import Message
 
-from stream.body import lone_surrogate
+from stream.body import BodyReceive, lone_surrogate
 from stream.errors import InvalidRequest
 from stream.pipeline import parse_json
 
@@ -71,3 +73,34 @@ def test_parse_json_a_surrogate_pair_is_text() -> None:
 def test_lone_surrogate_names_the_first_path_or_none() -> None:
     assert lone_surrogate({"a": ["x", {"b": "ok"}], "c": 1}) is None
     assert lone_surrogate({"a": ["x", {"b": "\udfff"}]}) == "a[1].b"
+
+
+@pytest.mark.anyio
+async def test_the_rest_of_a_body_is_read_before_an_early_answer() -> None:
+    chunks = [
+        {"type": "http.request", "body": b"a", "more_body": True},
+        {"type": "http.request", "body": b"b", "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": False},
+    ]
+
+    async def receive() -> Message:
+        return chunks.pop(0)
+
+    body = BodyReceive(receive)
+    await body()
+    assert not body.complete
+    await body.discard_rest(5)
+    assert body.complete
+    assert chunks == []
+
+
+@pytest.mark.anyio
+async def test_discarding_a_body_that_never_ends_stops_at_its_bound() -> None:
+    async def receive() -> Message:
+        await anyio.sleep(0.01)
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    body = BodyReceive(receive)
+    with anyio.fail_after(5):
+        await body.discard_rest(0.1)
+    assert not body.complete
