@@ -158,7 +158,9 @@ class Sluice:
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self._routes.find(scope["path"])
         error_body = found[1].error_body if found is not None else APIError.body
-        close = ambiguous_framing(Headers(scope=scope))
+        headers = Headers(scope=scope)
+        close = ambiguous_framing(headers)
+        timed_out = False
         failed = True
         receive = body = BodyReceive(receive)
         try:
@@ -169,7 +171,8 @@ class Sluice:
         except APIError as exc:
             # After a body timeout the rest of the body may still arrive: the connection
             # cannot carry another request.
-            close |= isinstance(exc, RequestTimeout)
+            timed_out = isinstance(exc, RequestTimeout)
+            close |= timed_out
             response = _error_response(exc, error_body)
         except ModelError as exc:
             error = from_model_error(exc)
@@ -190,11 +193,18 @@ class Sluice:
                 f"{rid}); it has been logged. Retry, or report the request id."
             )
             response = _error_response(unexpected, error_body)
+        # A body left unread (an answer that needed none of it) would race the connection's
+        # next request: over HTTP/2 it is read to its end first (see BodyReceive), over
+        # HTTP/1.1 the connection closes after the answer.
+        version = scope.get("http_version", "1.1")
+        if not body.complete and not timed_out:
+            if version == "2":
+                await body.discard_rest(self.config.body_timeout)
+            elif _has_body(headers):
+                close = True
         # HTTP/2 has no Connection header (it ends a stream, not the connection).
-        if close and scope.get("http_version", "1.1").startswith("1"):
+        if close and version.startswith("1"):
             send = _closing(send)
-        if scope.get("http_version") == "2":
-            await body.discard_rest(self.config.body_timeout)
         if not failed:
             await response(scope, receive, send)
             return
@@ -274,6 +284,11 @@ class Sluice:
         ]
         await send({"type": "websocket.http.response.start", "status": 404, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": body})
+
+
+def _has_body(headers: Headers) -> bool:
+    length = headers.get("content-length", "")
+    return (length.isdigit() and length.strip("0") != "") or "transfer-encoding" in headers
 
 
 def _closing(send: Send) -> Send:

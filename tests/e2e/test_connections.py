@@ -197,12 +197,23 @@ def test_past_the_connection_cap_new_ones_get_a_503_and_liveness_answers(
         ("GET", "/health", {}, 200),
     ],
 )
-def test_an_http2_answer_before_the_body_keeps_the_connection(
-    capped: RunningServer, method: str, path: str, headers: dict[str, str], status: int
+@pytest.mark.parametrize("http2", [True, False], ids=["h2", "h1"])
+def test_an_answer_before_the_body_never_breaks_the_next_request(
+    capped: RunningServer,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    status: int,
+    http2: bool,
 ) -> None:
-    # Hypercorn drops the whole connection when DATA arrives for a stream it has answered.
-    with httpx.Client(base_url=capped.url, http1=False, http2=True, timeout=30) as client:
-        for _ in range(3):
+    # Found by the fuzz campaign. HTTP/2: Hypercorn drops the whole connection when DATA
+    # arrives for a stream it has answered. HTTP/1.1: the unread rest raced the next request
+    # on the connection (about one time in twenty); now the connection closes after the answer.
+    version = "HTTP/2" if http2 else "HTTP/1.1"
+    with httpx.Client(base_url=capped.url, http1=not http2, http2=http2, timeout=30) as client:
+        for _ in range(10):
             reply = client.request(method, path, content=b"x" * 1000, headers=headers)
-            assert (reply.http_version, reply.status_code) == ("HTTP/2", status)
+            assert (reply.http_version, reply.status_code) == (version, status)
+            if not http2 and status != 200:
+                assert reply.headers["connection"] == "close"
             assert client.get("/health").status_code == 200
