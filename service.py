@@ -22,7 +22,7 @@ from model.registry import ModelRegistry, ModelSettings
 from model.source import ModelSourceError, ResolvedModel, resolve_model
 from stream import probes
 from stream.access import JSONLogFormatter
-from stream.adapters import chat, completions, models
+from stream.adapters import chat, completions, embeddings, messages, models, responses, tokens
 from stream.app import Sluice
 from stream.config import SECONDS, Config
 from stream.metrics import Metrics
@@ -78,6 +78,12 @@ def _routes(config: Config, registry: ModelRegistry, metrics: Metrics) -> RouteT
         stream_buffer=config.stream_buffer,
         heartbeat_interval=config.heartbeat_interval,
     )
+    store = responses.ResponseStore(
+        max_count=config.responses_store_size,
+        max_bytes=config.responses_store_bytes,
+        ttl=config.responses_ttl,
+    )
+    private = bool(config.api_keys or config.api_key_file)
     return RouteTable(
         {
             "/health": Route({"GET": probes.health(registry)}, public=True),
@@ -87,6 +93,24 @@ def _routes(config: Config, registry: ModelRegistry, metrics: Metrics) -> RouteT
             "/v1/models/{id}": Route({"GET": models.model(registry)}),
             "/v1/chat/completions": Route({"POST": pipeline.handler(chat.ADAPTER)}),
             "/v1/completions": Route({"POST": pipeline.handler(completions.ADAPTER)}),
+            "/v1/responses": Route(
+                {"POST": responses.create(pipeline.generate, store, private=private)}
+            ),
+            "/v1/responses/{id}": Route(
+                {
+                    "GET": responses.retrieve(store, private=private),
+                    "DELETE": responses.delete(store, private=private),
+                }
+            ),
+            "/v1/embeddings": Route({"POST": embeddings.embeddings(registry)}),
+            "/tokenize": Route({"POST": tokens.tokenize(registry)}),
+            "/detokenize": Route({"POST": tokens.detokenize(registry)}),
+            "/v1/messages": Route(
+                {"POST": pipeline.handler(messages.ADAPTER)}, error_body=messages.error_body
+            ),
+            "/v1/messages/count_tokens": Route(
+                {"POST": messages.count_tokens(registry, limits)}, error_body=messages.error_body
+            ),
         }
     )
 
@@ -96,6 +120,9 @@ def _model_settings(config: Config) -> ModelSettings:
         name=config.served_model_name,
         gpu_layers=config.gpu_layers,
         chat_template=config.chat_template,
+        tool_format=config.tool_format,
+        reasoning_budget=None if config.reasoning_budget < 0 else config.reasoning_budget,
+        reasoning_format="none" if config.reasoning_format == "none" else "auto",
         slots=config.slots,
         ctx_size=config.ctx_size,
         batch_size=config.batch_size,
@@ -103,6 +130,7 @@ def _model_settings(config: Config) -> ModelSettings:
         threads=config.threads or os.cpu_count() or 1,
         max_queue=config.max_queue,
         stall_timeout=config.stall_timeout,
+        embedding_model=config.embedding_model,
     )
 
 

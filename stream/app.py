@@ -242,10 +242,15 @@ class Sluice:
     def _authorize(self, headers: Headers) -> None:
         if not self._keys:
             return
-        scheme, _, given = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
+        # Anthropic's clients send the key as x-api-key; OpenAI's as a bearer token.
+        given = headers.get("x-api-key", "")
+        scheme, _, bearer = headers.get("authorization", "").partition(" ")
+        if not given and scheme.lower() == "bearer":
+            given = bearer
+        if not given:
             raise Unauthorized(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (or "
+                "'x-api-key: <key>').",
                 code="missing_api_key",
                 headers={"www-authenticate": "Bearer"},
             )

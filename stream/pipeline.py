@@ -129,6 +129,7 @@ class Pipeline:
                 channel.receive,
                 plan.encoder,
                 heartbeat_interval=self._heartbeat_interval,
+                heartbeat=plan.heartbeat,
                 on_close=channel.close,
             )
         return await whole_response(

@@ -18,7 +18,7 @@ from typing import Any
 from model.params import SamplingParams
 from stream.errors import InvalidRequest
 
-__all__ = ["COMMON", "OpenAIRequest", "boolean", "common_fields", "integer"]
+__all__ = ["COMMON", "OpenAIRequest", "boolean", "common_fields", "integer", "number"]
 
 _TOKEN_ID = re.compile(r"[0-9]{1,10}")
 _ACCEPTED = {"user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
@@ -33,7 +33,6 @@ _UNSUPPORTED: dict[str, tuple[Any, ...]] = {
     "functions": (None, []),
     # "none" is the default without functions ("auto" is the default with them).
     "function_call": (None, "none"),
-    "reasoning_effort": (None,),
     "best_of": (None, 1),
     "suffix": (None, ""),
     "echo": (None, False),
@@ -112,6 +111,12 @@ def _number(
             param=param or name,
         )
     return float(value)
+
+
+def number(body: Mapping[str, Any], name: str, default: float, lo: float, hi: float) -> float:
+    """``body[name]`` as a finite number from ``lo`` to ``hi`` (``default`` when absent).
+    :raises InvalidRequest: naming ``name``."""
+    return _number(body, name, default, lo, hi)
 
 
 def integer(body: Mapping[str, Any], name: str, lo: int, hi: int | None = None) -> int | None:
