@@ -23,7 +23,23 @@ __all__ = ["FuzzRequest", "requests"]
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
-ROUTES = [CHAT, COMPLETIONS, "/v1/models", "/v1/models/local", "/health", "/ready", "/metrics"]
+MESSAGES = "/v1/messages"
+ROUTES = [
+    CHAT,
+    COMPLETIONS,
+    "/v1/responses",
+    "/v1/responses/resp_0",
+    MESSAGES,
+    "/v1/messages/count_tokens",
+    "/v1/embeddings",
+    "/tokenize",
+    "/detokenize",
+    "/v1/models",
+    "/v1/models/local",
+    "/health",
+    "/ready",
+    "/metrics",
+]
 
 
 @dataclass(frozen=True)
@@ -230,11 +246,46 @@ ODD_BODIES = [
 ]
 
 
+def _other_api_body(draw: st.DrawFn, path: str) -> dict[str, Any]:
+    """A valid-shaped body of the other APIs, with hostile values."""
+    content = st.one_of(texts, parts)
+    if path.startswith(MESSAGES):
+        body: dict[str, Any] = {
+            "model": "local",
+            "max_tokens": draw(st.one_of(st.integers(1, 6), values)),
+            "messages": draw(
+                st.lists(st.fixed_dictionaries({"role": roles, "content": content}), max_size=3)
+            ),
+        }
+        extra = {"system": texts, "stream": st.booleans(), "tools": values, "thinking": values}
+    elif path.startswith("/v1/responses"):
+        body = {"input": draw(st.one_of(texts, messages, values))}
+        body["max_output_tokens"] = draw(st.one_of(st.integers(16, 20), values))
+        extra = {"stream": st.booleans(), "text": values, "tools": values, "reasoning": values}
+    elif path == "/v1/embeddings":
+        body = {"input": draw(st.one_of(texts, st.lists(texts, max_size=3), values))}
+        extra = {"encoding_format": st.sampled_from(["float", "base64", "x"]), "dimensions": values}
+    elif path == "/tokenize":
+        body = {"content": draw(st.one_of(texts, values))}
+        extra = {"add_special": values, "with_pieces": values}
+    else:
+        body = {"tokens": draw(st.one_of(st.lists(st.integers(-5, 70000), max_size=8), values))}
+        extra = {"with_pieces": values}
+    for name in draw(st.lists(st.sampled_from(sorted(extra)), max_size=2, unique=True)):
+        body[name] = draw(extra[name])
+    return body
+
+
+_other_api_bodies = st.composite(_other_api_body)
+
+
 @st.composite
 def _body(draw: st.DrawFn, path: str) -> bytes:
     kind = draw(st.integers(0, 9))
     if kind <= 6 and path in (CHAT, COMPLETIONS):
         return _json(draw(_generation_body(path)))
+    if kind <= 6 and path in ROUTES[2:9]:
+        return _json(draw(_other_api_bodies(path)))
     if kind <= 6:
         return _json(draw(st.dictionaries(texts, values, max_size=3)))
     if kind == 7:
@@ -285,7 +336,7 @@ unknown_paths = st.from_regex(r"\A/[A-Za-z0-9._~%/-]{0,30}\Z")
 @st.composite
 def _request(draw: st.DrawFn) -> FuzzRequest:
     path = draw(st.one_of(st.sampled_from(ROUTES), st.sampled_from(ROUTES), unknown_paths))
-    generation = path in (CHAT, COMPLETIONS)
+    generation = path in ROUTES[:9] and path != "/v1/responses/resp_0"
     methods = ["POST"] * 6 if generation else ["GET"] * 4
     others = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
     method = draw(st.sampled_from([*methods, *others]))

@@ -94,9 +94,10 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     print(f"\nfuzz: {SENT[0]} requests in {BATCHES[0]} batches")
 
 
-def check_error(error: Any, where: str) -> None:
+def check_error(error: Any, where: str, *, anthropic: bool = False) -> None:
     assert isinstance(error, dict), where
-    assert set(error) == {"message", "type", "param", "code"}, where
+    keys = {"message", "type"} if anthropic else {"message", "type", "param", "code"}
+    assert set(error) == keys, where
     assert isinstance(error["message"], str), where
     assert error["message"], where
     assert isinstance(error["type"], str), where
@@ -106,8 +107,10 @@ def check(request: FuzzRequest, response: httpx.Response, body: bytes) -> None:
     where = f"{request.method} {request.path} -> {response.status_code}: {body[:300]!r}"
     status = response.status_code
     kind = response.headers.get("content-type", "")
+    anthropic = request.path.startswith("/v1/messages")
     if status == 504:  # only the request's own deadline, answered as such
-        assert json.loads(body)["error"]["code"] == "deadline_exceeded", where
+        error = json.loads(body)["error"]
+        assert error["type" if anthropic else "code"].startswith(("deadline", "timeout")), where
         return
     assert status < 500, where
     if request.method == "HEAD" or status == 204:
@@ -117,25 +120,30 @@ def check(request: FuzzRequest, response: httpx.Response, body: bytes) -> None:
         return
     if kind.startswith("text/event-stream"):
         assert status == 200, where
-        check_stream(body.decode(), where)
+        done = request.path in ("/v1/chat/completions", "/v1/completions")
+        check_stream(body.decode(), where, done=done, anthropic=anthropic)
         return
     assert kind.startswith("application/json"), where
     data = json.loads(body)
     if status >= 400:
-        assert set(data) == {"error"}, where
-        check_error(data["error"], where)
+        assert set(data) == ({"type", "error"} if anthropic else {"error"}), where
+        check_error(data["error"], where, anthropic=anthropic)
 
 
-def check_stream(text: str, where: str) -> None:
+def check_stream(text: str, where: str, *, done: bool, anthropic: bool) -> None:
+    """Whole SSE frames (``event:``/``id:`` lines allowed), each ``data:`` a JSON document
+    (``[DONE]`` last where the API sends it); error documents in the API's shape."""
     assert text.endswith("\n\n"), where
     frames = [f for f in text.split("\n\n") if f and not f.startswith(":")]
     assert frames, where
-    assert frames[-1] == "data: [DONE]", where
-    for frame in frames[:-1]:
-        assert frame.startswith("data: {"), where
-        document = json.loads(frame[len("data: ") :])
-        if "error" in document:
-            check_error(document["error"], where)
+    if done:
+        assert frames.pop() == "data: [DONE]", where
+    for frame in frames:
+        data = [line for line in frame.split("\n") if line.startswith("data: ")]
+        assert len(data) == 1, where
+        document = json.loads(data[0][len("data: ") :])
+        if isinstance(document.get("error"), dict):
+            check_error(document["error"], where, anthropic=anthropic)
 
 
 def send(target: Target, request: FuzzRequest) -> None:
