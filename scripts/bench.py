@@ -7,6 +7,8 @@
 * encode: what the wire costs per token chunk without any engine or socket: an API
   adapter's encoder turning one engine Delta into documents, and the SSE transport framing
   them (``scripts/bench --only encode``);
+* resumable: the same per chunk for a plain SSE response against a resumable one (ids, the
+  stream store, its reader task), and the ratio (``scripts/bench --only resumable``);
 * grammar: the per-token cost of a constrained stream (``json_object``, ``json_schema``)
   against the same stream unconstrained, through the server;
 * prompt: building a chat prompt from a 1 MB message (render and tokenize, in process), against
@@ -39,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_encode import encode_cost  # noqa: E402
+from bench_resumable import resumable_cost  # noqa: E402
 
 from model.source import resolve_model  # noqa: E402
 
@@ -531,7 +534,7 @@ def main() -> None:
     parser.add_argument("--grammar-tokens", type=int, default=128)
     parser.add_argument(
         "--only",
-        choices=["single", "sweep", "grammar", "encode", "prompt"],
+        choices=["single", "sweep", "grammar", "encode", "prompt", "resumable"],
         help="run one part only",
     )
     args = parser.parse_args()
@@ -540,6 +543,9 @@ def main() -> None:
 
     if args.only == "encode":
         encode_cost(args.encode_chunks)
+        return
+    if args.only == "resumable":
+        resumable_cost(args.encode_chunks)
         return
     path = resolve_model(None).path
     print(
@@ -558,6 +564,7 @@ def main() -> None:
         sweep(args, thread_counts[0])
     if args.only is None:
         encode_cost(args.encode_chunks)
+        resumable_cost(args.encode_chunks)
     if args.only in (None, "grammar"):
         grammar_cost(args, thread_counts[0])
     if args.only in (None, "prompt"):

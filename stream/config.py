@@ -77,6 +77,15 @@ class Config:
     )
     send_buffer: int = _opt(64 * KIB, "socket send buffer per connection, bytes (0: kernel's)")
     stream_buffer: int = _opt(64, "events buffered per stream before its sequence pauses")
+    resumable_default: bool = _opt(
+        False, "streams are resumable (Last-Event-ID) unless a request says otherwise"
+    )
+    resume_window: float = _opt(
+        60 * SECONDS, "seconds a resumable stream generates with no reader, and is kept after"
+    )
+    resume_buffer: int = _opt(1 * MIB, "bytes of events kept per resumable stream")
+    resume_buffer_total: int = _opt(64 * MIB, "bytes of events kept for all resumable streams")
+    websocket_requests: int = _opt(8, "requests one WebSocket may run at once")
     max_messages: int = _opt(1024, "most messages one chat request may carry")
     max_tokens_limit: int = _opt(0, "largest max_tokens a request may ask for (0: the context)")
     api_keys: str | None = _opt(None, "comma-separated API keys accepted as Bearer tokens")
@@ -172,6 +181,10 @@ _RANGES: tuple[tuple[str, int, int | None], ...] = (
     ("responses_store_bytes", 0, None),
     ("responses_ttl", 0, None),
     ("reasoning_budget", -1, None),
+    ("resume_window", 0, None),
+    ("resume_buffer", 1, None),
+    ("resume_buffer_total", 1, None),
+    ("websocket_requests", 1, 1024),
 )
 
 

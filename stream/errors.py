@@ -5,9 +5,11 @@
     APIError                 {"error": {"message", "type", "param", "code"}} with a status
      +- InvalidRequest       400 invalid_request_error
      +- Unauthorized         401 (missing or wrong API key)
-     +- NotFound             404 (routes, models)
+     +- Forbidden            403 (a WebSocket from an origin CORS does not allow)
+     +- NotFound             404 (routes, models, resumable streams)
      +- MethodNotAllowed     405
      +- RequestTimeout       408 (the body did not arrive in time)
+     +- Gone                 410 (a resumable stream that expired)
      +- PayloadTooLarge      413
      +- UnsupportedMediaType 415
      +- RateLimited          429 (wait queue full), with Retry-After
@@ -29,6 +31,8 @@ __all__ = [
     "APIError",
     "ClientGone",
     "DeadlineExceeded",
+    "Forbidden",
+    "Gone",
     "InvalidRequest",
     "MethodNotAllowed",
     "NotFound",
@@ -92,6 +96,11 @@ class Unauthorized(APIError):
     type = "invalid_request_error"
 
 
+class Forbidden(APIError):
+    status = 403
+    type = "invalid_request_error"
+
+
 class NotFound(APIError):
     status = 404
     type = "invalid_request_error"
@@ -104,6 +113,11 @@ class MethodNotAllowed(APIError):
 
 class RequestTimeout(APIError):
     status = 408
+    type = "invalid_request_error"
+
+
+class Gone(APIError):
+    status = 410
     type = "invalid_request_error"
 
 

@@ -98,6 +98,8 @@ class Plan:
     encoder: Encoder[Event]
     #: Streamed (SSE) rather than answered at once.
     stream: bool
+    #: A stream that survives its connection; None: the server's default.
+    resumable: bool | None = None
     #: What a stream sends after a silence, for APIs that define it (Anthropic's ``ping``
     #: event); None: the transport's own keep-alive comment.
     heartbeat: Document | None = None

@@ -115,7 +115,7 @@ def plan(request: CompletionRequest, model: Model, limits: Limits) -> Plan:
         n=request.n,
         logprobs=request.logprobs is not None,
     )
-    return Plan(generation, encoder, request.stream)
+    return Plan(generation, encoder, request.stream, request.resumable)
 
 
 class CompletionEncoder(ChoicesEncoder):

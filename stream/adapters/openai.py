@@ -1,6 +1,8 @@
 """What the OpenAI request bodies share: numbers, sampling, stop, logit bias, streaming.
 
 Every client mistake is a 400 naming the parameter. Ranges follow the OpenAI API reference.
+``stream_options.resumable`` (a Sluice extension) asks for a stream that survives its
+connection (``stream.transports.resumable``).
 Parameters OpenAI defines that Sluice does not implement are accepted at the value that means
 "off" (OpenAI's default) and otherwise refused by name, never silently ignored; bookkeeping
 ones (``user``, ``metadata``, ``store``, ...) are accepted and have no effect. The chat and
@@ -70,6 +72,8 @@ class OpenAIRequest:
     n: int
     stream: bool
     include_usage: bool
+    #: ``stream_options.resumable``; None: the server's default.
+    resumable: bool | None
     max_tokens: int | None
     stop: tuple[str, ...]
     sampling: SamplingParams
@@ -209,6 +213,12 @@ def common_fields(
         raise InvalidRequest("'stream_options' must be an object.", param="stream_options")
     stream = boolean(body, "stream")
     include_usage = boolean(options or {}, "include_usage")
+    resumable = (options or {}).get("resumable")
+    if resumable is not None and not isinstance(resumable, bool):
+        raise InvalidRequest(
+            f"'stream_options.resumable' must be a boolean, got {_type_name(resumable)}.",
+            param="stream_options.resumable",
+        )
     if options is not None and not stream:
         raise InvalidRequest(
             "'stream_options' is only allowed when 'stream' is true.", param="stream_options"
@@ -230,6 +240,7 @@ def common_fields(
         "n": integer(body, "n", 1, 128) or 1,
         "stream": stream,
         "include_usage": include_usage,
+        "resumable": resumable,
         "max_tokens": max_tokens,
         "stop": _stop(body),
         "sampling": sampling,

@@ -7,7 +7,7 @@ between tokens. The writer times out its own receive, so no second sender and no
 
 A document becomes ``data:`` (and ``event:`` / ``id:`` when it has them); what the data
 means is the encoder's business. Deviation: no ``retry:`` hint, as OpenAI's streams have
-none; a client reconnecting cannot resume a generation yet.
+none; a stream that can be resumed is :mod:`stream.transports.resumable`'s.
 """
 
 from __future__ import annotations

@@ -1,46 +1,130 @@
-"""A real browser on another origin streams a chat completion with ``fetch`` and the headers
-of the official OpenAI JavaScript SDK: the CORS preflight, the stream, the exposed headers.
-
-Headless Chromium (Debian's ``chromium``; ``scripts/test`` installs it under CI=true). Without
-it the test is skipped, saying so.
-"""
+"""A real browser on another origin, CORS on: ``EventSource`` resuming a stream by itself
+with ``Last-Event-ID``, a WebSocket with the key subprotocol, and ``fetch`` streaming a chat
+completion with the headers of the official OpenAI JavaScript SDK (its preflight)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import queue
-import shutil
-import signal
-import subprocess
-import tempfile
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
+import httpx
 import pytest
 
-from .server import free_port, running_server
+from .browser import PageOrigin, chromium, page_origin, run_page
+from .server import RunningServer, running_server
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-KEY = "sk-browser-test"
+_SCRIPT = """
+const api = "http://127.0.0.1:%(port)d";
+const body = (extra) => JSON.stringify(Object.assign({
+  model: "sluice", messages: [{role: "user", content: "Name three colours."}],
+  max_tokens: 24, temperature: 0, ignore_eos: true, stream: true}, extra));
+const out = {};
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None,
-    reason="headless Chromium is not installed (apt-get install chromium; scripts/test does "
-    "it when CI=true)",
-)
+async function eventSourceResumes() {
+  // Start a resumable stream, read its headers, and leave.
+  const ctrl = new AbortController();
+  const first = await fetch(api + "/v1/chat/completions", {method: "POST",
+    headers: {"content-type": "application/json"},
+    body: body({stream_options: {resumable: true}}), signal: ctrl.signal});
+  const url = first.headers.get("x-stream-url");
+  ctrl.abort();
+  out.url = url;
+  // EventSource reads it; after two events another reader takes the stream over, so the
+  // EventSource's connection ends and the browser reconnects with Last-Event-ID by itself.
+  const ids = [], data = [];
+  let opens = 0;
+  await new Promise((resolve) => {
+    const es = new EventSource(api + url);
+    es.onopen = () => { opens += 1; };
+    es.onmessage = async (e) => {
+      ids.push(e.lastEventId);
+      data.push(e.data);
+      if (e.data === "[DONE]") { es.close(); resolve(); }
+      else if (ids.length === 2) {
+        const other = new AbortController();
+        fetch(api + url, {signal: other.signal}).then(() => other.abort()).catch(() => {});
+      }
+    };
+  });
+  out.ids = ids;
+  out.opens = opens;
+  out.text = data.filter((d) => d !== "[DONE]")
+    .map((d) => JSON.parse(d).choices.map((c) => c.delta.content || "").join("")).join("");
+}
 
-# The SDK's own headers (openai-node v4 to v6 in a browser; values as it makes them).
-PAGE = """<!doctype html>
-<html><body><script>
+async function webSocketStreams() {
+  const ws = new WebSocket(api.replace("http", "ws") + "/v1/chat/completions",
+                           ["sluice.key.unused"]);
+  const text = await new Promise((resolve, reject) => {
+    let text = "";
+    ws.onopen = () => ws.send(JSON.stringify({type: "request", id: "r1",
+      body: JSON.parse(body({max_tokens: 24}))}));
+    ws.onmessage = (m) => {
+      const msg = JSON.parse(m.data);
+      if (msg.event) text += msg.event.choices.map((c) => c.delta.content || "").join("");
+      if (msg.done) resolve(text);
+      if (msg.error) reject(new Error(JSON.stringify(msg.error)));
+    };
+    ws.onerror = () => reject(new Error("websocket error"));
+  });
+  out.wsProtocol = ws.protocol;
+  out.wsText = text;
+  ws.close();
+}
+
 (async () => {
-  const report = (result) => fetch("/result", {method: "POST", body: JSON.stringify(result)});
+  try { await eventSourceResumes(); await webSocketStreams(); }
+  catch (e) { out.error = String(e); }
+  await fetch("/result", {method: "POST", body: JSON.stringify(out)});
+})();
+"""
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[PageOrigin]:
+    chromium()
+    with page_origin() as page:
+        yield page
+
+
+@pytest.fixture(scope="module")
+def cors_server(origin: PageOrigin) -> Iterator[RunningServer]:
+    with running_server(cors_origins=origin.url) as running:
+        yield running
+
+
+def test_eventsource_resumes_and_a_websocket_streams_across_origins(
+    origin: PageOrigin, cors_server: RunningServer
+) -> None:
+    page = "<!doctype html><script>" + _SCRIPT % {"port": cors_server.port} + "</script>"
+    result = run_page(origin, page)
+    assert "error" not in result, result
+    stream = result["url"].rsplit("/", 1)[1]
+    # Every event exactly once, in order, across the reconnection; then [DONE].
+    assert result["ids"] == [f"{stream}:{n}" for n in range(1, len(result["ids"]) + 1)]
+    assert result["opens"] >= 2, result
+    assert result["wsProtocol"] == "sluice.key.unused"
+    # Both transports carry the same generation as a plain POST would.
+    body = {
+        "model": "sluice",
+        "messages": [{"role": "user", "content": "Name three colours."}],
+        "max_tokens": 24,
+        "temperature": 0,
+        "ignore_eos": True,
+    }
+    whole = httpx.post(cors_server.api + "/chat/completions", json=body, timeout=60).json()
+    expected = whole["choices"][0]["message"]["content"]
+    assert result["text"] == expected
+    assert result["wsText"] == expected
+
+
+# The SDK's own headers (openai-node v4 to v6 in a browser; values as it makes them): the
+# browser's preflight asks for each X-Stainless-* one.
+_SDK_SCRIPT = """
+(async () => {
+  const out = {};
   try {
-    const response = await fetch("%(api)s/v1/chat/completions", {
+    const response = await fetch("http://127.0.0.1:%(port)d/v1/chat/completions", {
       method: "POST",
       headers: {
         "Content-Type": "application/json",
@@ -55,110 +139,34 @@ PAGE = """<!doctype html>
         "X-Stainless-Retry-Count": "0",
         "X-Stainless-Timeout": "600",
       },
-      body: JSON.stringify({
-        messages: [{role: "user", content: "Say hello."}],
-        max_tokens: 8,
-        stream: true,
-      }),
+      body: JSON.stringify({messages: [{role: "user", content: "Say hello."}], max_tokens: 8,
+                            stream: true}),
     });
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
-    let reads = 0, text = "";
+    let text = "";
     for (;;) {
       const {done, value} = await reader.read();
       if (done) break;
-      reads += 1;
       text += decoder.decode(value, {stream: true});
     }
-    await report({
-      status: response.status,
+    Object.assign(out, {status: response.status, text: text,
       requestId: response.headers.get("x-request-id"),
-      contentType: response.headers.get("content-type"),
-      reads: reads,
-      text: text,
-    });
-  } catch (error) {
-    await report({error: String(error)});
-  }
+      contentType: response.headers.get("content-type")});
+  } catch (e) { out.error = String(e); }
+  await fetch("/result", {method: "POST", body: JSON.stringify(out)});
 })();
-</script></body></html>
 """
 
 
-@contextmanager
-def page_origin(page: str, port: int) -> Iterator[queue.Queue[dict[str, Any]]]:
-    """Serve ``page`` at ``/`` on ``port``; what it POSTs to ``/result`` arrives on the
-    queue."""
-    results: queue.Queue[dict[str, Any]] = queue.Queue()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = page.encode()
-            self.send_response(200)
-            self.send_header("content-type", "text/html; charset=utf-8")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_POST(self) -> None:
-            length = int(self.headers["content-length"])
-            results.put(json.loads(self.rfile.read(length)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield results
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextmanager
-def headless_chromium(url: str) -> Iterator[None]:
-    assert CHROMIUM is not None
-    with tempfile.TemporaryDirectory() as profile:
-        # As root Chromium needs --no-sandbox; the others keep it off this closed network.
-        browser = subprocess.Popen(
-            [
-                CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                f"--user-data-dir={profile}",
-                url,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            yield
-        finally:
-            os.killpg(browser.pid, signal.SIGKILL)  # its own session: the browser's processes
-            browser.wait()
-
-
-def test_a_page_on_another_origin_streams_with_the_sdk_headers(
-    caplog: pytest.LogCaptureFixture,
+def test_fetch_with_the_openai_sdk_headers_streams_across_origins(
+    origin: PageOrigin, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="sluice.access")
-    page_port = free_port()
-    origin = f"http://localhost:{page_port}"
-    with running_server(cors_origins=origin, api_keys=KEY) as srv:
-        page = PAGE % {"api": srv.url, "key": KEY}
-        with page_origin(page, page_port) as results, headless_chromium(origin + "/"):
-            result = results.get(timeout=120)
+    key = "sk-browser-test"
+    with running_server(cors_origins=origin.url, api_keys=key) as server:
+        script = _SDK_SCRIPT % {"port": server.port, "key": key}
+        result = run_page(origin, "<!doctype html><script>" + script + "</script>")
     assert "error" not in result, result
     assert result["status"] == 200
     assert result["contentType"].startswith("text/event-stream")

@@ -107,6 +107,7 @@ def test_minimal_chat_defaults() -> None:
         n=1,
         stream=False,
         include_usage=False,
+        resumable=None,
         max_tokens=None,
         stop=(),
         sampling=SamplingParams(),
