@@ -8,12 +8,13 @@ variables. How a request flows through the parts is drawn in :mod:`stream`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from starlette.types import Receive, Scope, Send
@@ -25,11 +26,12 @@ from stream.access import JSONLogFormatter
 from stream.adapters import chat, completions, embeddings, messages, models, responses, tokens
 from stream.app import Sluice
 from stream.config import SECONDS, Config
+from stream.errors import APIError
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline
 from stream.plan import Adapter, Limits
 from stream.resume import MemoryStreamStore
-from stream.routes import Route, RouteTable
+from stream.routes import ErrorBody, Route, RouteTable
 from stream.transports.resumable import ResumableSSE
 
 if TYPE_CHECKING:
@@ -60,25 +62,39 @@ def create_app(config: Config | None = None, resolved: ResolvedModel | None = No
         registry=metrics.registry,
     )
     pipeline = _pipeline(config, registry, metrics, streams)
+    store = responses.ResponseStore(
+        max_count=config.responses_store_size,
+        max_bytes=config.responses_store_bytes,
+        ttl=config.responses_ttl,
+    )
+    websockets = {
+        path: pipeline.websocket(functools.partial(adapter_for, store), error_body=error_body)
+        for path, (adapter_for, error_body) in _WEBSOCKET_APIS.items()
+    }
     try:
         return Sluice(
             config,
             registry,
-            _routes(config, registry, metrics, pipeline),
+            _routes(config, registry, metrics, pipeline, store),
             metrics,
             model=_model_settings(config),
             resolved=resolved,
-            websockets={path: pipeline.websocket(api) for path, api in _WEBSOCKET_APIS.items()},
+            websockets=websockets,
             services=[streams.running],
         )
     except OSError as exc:  # the API key file
         _exit(f"cannot read the API key file: {exc}")
 
 
-#: The APIs a WebSocket serves, on their own paths.
-_WEBSOCKET_APIS: dict[str, Adapter[Any]] = {
-    "/v1/chat/completions": chat.ADAPTER,
-    "/v1/completions": completions.ADAPTER,
+#: The APIs a WebSocket serves, on their own paths: a socket's adapter from the response
+#: store and its owner (the handshake's key), and how the API's errors read.
+_WEBSOCKET_APIS: dict[
+    str, tuple[Callable[[responses.ResponseStore, str | None], Adapter[Any]], ErrorBody]
+] = {
+    "/v1/chat/completions": (lambda store, owner: chat.ADAPTER, APIError.body),
+    "/v1/completions": (lambda store, owner: completions.ADAPTER, APIError.body),
+    "/v1/responses": (responses.adapter, APIError.body),
+    "/v1/messages": (lambda store, owner: messages.ADAPTER, messages.error_body),
 }
 
 
@@ -110,13 +126,12 @@ def _pipeline(
 
 
 def _routes(
-    config: Config, registry: ModelRegistry, metrics: Metrics, pipeline: Pipeline
+    config: Config,
+    registry: ModelRegistry,
+    metrics: Metrics,
+    pipeline: Pipeline,
+    store: responses.ResponseStore,
 ) -> RouteTable:
-    store = responses.ResponseStore(
-        max_count=config.responses_store_size,
-        max_bytes=config.responses_store_bytes,
-        ttl=config.responses_ttl,
-    )
     private = bool(config.api_keys or config.api_key_file)
     return RouteTable(
         {
@@ -133,7 +148,7 @@ def _routes(
             ),
             "/v1/responses/{id}": Route(
                 {
-                    "GET": responses.retrieve(store, private=private),
+                    "GET": responses.retrieve(store, pipeline.resume_after, private=private),
                     "DELETE": responses.delete(store, private=private),
                 }
             ),

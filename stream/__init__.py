@@ -22,7 +22,8 @@ Where things go:
 * errors: ``errors`` (HTTP, and the one translation of ``model.errors``), turned into
   responses only in ``app``, in OpenAI's shape unless a route declares its API's own;
 * server settings: ``config``; the route table's types: ``routes``; probes: ``probes``;
-  request ids and access lines: ``access``; Prometheus: ``metrics``.
+  request ids and access lines: ``access``; Prometheus: ``metrics``; where a request's API
+  key is read from: ``keys``.
 """
 
 from __future__ import annotations

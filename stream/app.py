@@ -49,13 +49,11 @@ from .errors import (
     Unauthorized,
     from_model_error,
 )
+from .keys import presented_key
 from .metrics import Metrics
 from .routes import OTHER, ErrorBody, Request, Route, RouteTable
 
 __all__ = ["Sluice"]
-
-#: The subprotocol prefix that carries an API key on a browser's WebSocket.
-_KEY_PROTOCOL = "sluice.key."
 
 _log = logging.getLogger("sluice")
 
@@ -247,7 +245,7 @@ class Sluice:
                 headers={"allow": allow},
             )
         if not route.public:
-            self._authorize(headers)
+            self._authorize(scope)
         body = b""
         if method == "POST":
             check_content_type(headers)
@@ -255,19 +253,10 @@ class Sluice:
             body = await read_body(receive, config.max_body_size, config.body_timeout)
         return await handler(Request(scope, receive, body, params))
 
-    def _authorize(self, headers: Headers, offered: Sequence[str] = ()) -> None:
+    def _authorize(self, scope: Scope) -> None:
         if not self._keys:
             return
-        # Anthropic's clients send the key as x-api-key; OpenAI's as a bearer token; a
-        # browser's WebSocket, which cannot set headers, as a subprotocol.
-        given = headers.get("x-api-key", "")
-        scheme, _, bearer = headers.get("authorization", "").partition(" ")
-        if not given and scheme.lower() == "bearer":
-            given = bearer
-        if not given:
-            given = next(
-                (p[len(_KEY_PROTOCOL) :] for p in offered if p.startswith(_KEY_PROTOCOL)), ""
-            )
+        given = presented_key(scope)
         if not given:
             raise Unauthorized(
                 "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (or "
@@ -303,7 +292,7 @@ class Sluice:
             origin = headers.get("origin")
             if self._origins and "*" not in self._origins and origin not in (None, *self._origins):
                 raise Forbidden(f"Origin {origin!r} is not allowed.", code="origin_not_allowed")
-            self._authorize(headers, scope.get("subprotocols") or [])
+            self._authorize(scope)
         except APIError as error:
             await _deny(scope, send, error)
             return

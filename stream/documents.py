@@ -34,8 +34,9 @@ class Document:
     """One piece of a response, already serialized.
 
     ``data`` is JSON text on one line (compact JSON never holds a raw line break), or for an
-    ``end`` document the API's terminator as SSE carries it (``[DONE]``; empty: none), which
-    other transports replace by their own end marker. ``event`` names the document for APIs
+    ``end`` document the API's terminator as SSE carries it (``[DONE]``; empty: none; or the
+    API's own last event, a JSON object), which other transports replace by, or send before,
+    their own end marker. ``event`` names the document for APIs
     that type their events (SSE ``event:``); ``id`` positions it in a resumable stream (SSE
     ``id:``). Not frozen: one is built per token, and a frozen dataclass pays a
     ``setattr`` per field; treat it as immutable all the same.

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from model.errors import ModelError
 from model.events import Event
@@ -30,13 +31,14 @@ from model.registry import ModelRegistry
 from .body import lone_surrogate
 from .bridge import Channel
 from .errors import APIError, InvalidRequest, from_model_error
+from .keys import presented_key
 from .metrics import Metrics
 from .plan import Adapter, APIRequest, Limits, Plan
 from .resume.store import owner_of
-from .routes import Handler, Request
+from .routes import ErrorBody, Handler, Request
 from .transports.resumable import ResumableSSE, parse_event_id
 from .transports.sse import SSEResponse
-from .transports.websocket import Opened, Refused, WebSocketEndpoint
+from .transports.websocket import Opened, OpenRequest, Refused, WebSocketEndpoint
 from .transports.whole import whole_response
 
 __all__ = ["Generation", "Pipeline", "parse_json"]
@@ -150,13 +152,17 @@ class Pipeline:
         if last_event_id is not None and self._resumable is not None:
             # A reconnection: the id decides, whatever the (repeated) body says.
             stream, after = parse_event_id(last_event_id)
-            return self._resumable.resume(stream, after, self._owner(headers))
+            return self._resumable.resume(stream, after, self._owner(request.scope))
         generation = await self.start(adapter, request.body)
         plan, channel = generation.plan, generation.channel
         resumable = self._resumable_default if plan.resumable is None else plan.resumable
         if plan.stream and resumable and self._resumable is not None:
             return self._resumable.start(
-                channel.receive, plan.encoder, close=channel.close, owner=self._owner(headers)
+                channel.receive,
+                plan.encoder,
+                close=channel.close,
+                owner=self._owner(request.scope),
+                stream_id=plan.stream_id,
             )
         if plan.stream:
             return SSEResponse(
@@ -177,10 +183,13 @@ class Pipeline:
         :raises stream.errors.APIError: 404 unknown (or another key's), 410 expired, 400 a
             ``Last-Event-ID`` of another stream.
         """
-        headers = Headers(scope=request.scope)
-        stream = request.params["id"]
-        after = 0
-        last_event_id = headers.get("last-event-id")
+        return self.resume_after(request.params["id"], 0, request)
+
+    def resume_after(self, stream: str, after: int, request: Request) -> ASGIApp:
+        """The events of ``stream`` after event ``after``, or after the request's
+        ``Last-Event-ID`` when it sends one (a reconnecting ``EventSource`` says where it
+        is now). Raises as :meth:`resume`."""
+        last_event_id = Headers(scope=request.scope).get("last-event-id")
         if last_event_id is not None:
             named, after = parse_event_id(last_event_id)
             if named != stream:
@@ -190,32 +199,46 @@ class Pipeline:
                 )
         if self._resumable is None:
             raise InvalidRequest("This server keeps no resumable streams.")
-        return self._resumable.resume(stream, after, self._owner(headers))
+        return self._resumable.resume(stream, after, self._owner(request.scope))
 
-    def _owner(self, headers: Headers) -> str | None:
-        if not self._owned:
-            return None
-        # The app has checked the key already (x-api-key first, as there); only its digest
-        # is kept.
-        key = headers.get("x-api-key") or headers.get("authorization", "").partition(" ")[2]
-        return owner_of(key)
+    def _owner(self, scope: Scope) -> str | None:
+        # The app has checked the key already; only its digest is kept.
+        return owner_of(presented_key(scope)) if self._owned else None
 
-    def websocket(self, adapter: Adapter[R]) -> ASGIApp:
-        """The WebSocket endpoint of ``adapter``'s API (on the API's own path)."""
+    def websocket(
+        self,
+        adapter_for: Callable[[str | None], Adapter[R]],
+        *,
+        error_body: ErrorBody = APIError.body,
+    ) -> ASGIApp:
+        """The WebSocket endpoint of an API (on the API's own path): ``adapter_for`` gives
+        a socket's adapter from its owner (a digest of the handshake's key, None when keys
+        are off); errors read as ``error_body`` makes them (the API's shape). Streams over a
+        WebSocket are not resumable: a request asking for it is refused."""
 
+        async def endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+            opener = self._opener(adapter_for(self._owner(scope)), error_body)
+            socket = WebSocketEndpoint(
+                opener, max_requests=self._websocket_requests, error_body=error_body
+            )
+            await socket(scope, receive, send)
+
+        return endpoint
+
+    def _opener(self, adapter: Adapter[R], error_body: ErrorBody) -> OpenRequest:
         async def open_request(body: bytes) -> Opened[Event]:
             try:
-                generation = await self.start(adapter, body)
+                generation = await self.start(adapter, body, resumable=False)
             except APIError as exc:
-                raise Refused(exc.body()) from None
+                raise Refused(error_body(exc)) from None
             except ModelError as exc:
-                raise Refused(from_model_error(exc).body()) from None
+                raise Refused(error_body(from_model_error(exc))) from None
             except Exception:
                 # A bug, not the client's doing: said once in the log, and to the client in
                 # the API's shape, while the socket's other requests go on.
                 _log.exception("unexpected error starting a WebSocket request")
                 failure = APIError("The server had an error while processing your request.")
-                raise Refused(failure.body()) from None
+                raise Refused(error_body(failure)) from None
             plan, channel = generation.plan, generation.channel
             if plan.stream:
                 return Opened(plan.encoder, channel.receive, channel.close)
@@ -225,14 +248,18 @@ class Pipeline:
                 try:
                     return plan.encoder.whole(events).data
                 except APIError as exc:
-                    raise Refused(exc.body()) from None
+                    raise Refused(error_body(exc)) from None
 
             return Opened(plan.encoder, channel.receive, channel.close, whole)
 
-        return WebSocketEndpoint(open_request, max_requests=self._websocket_requests)
+        return open_request
 
-    async def start(self, adapter: Adapter[R], body: bytes) -> Generation:
-        """Plan and submit one request body: the first two steps, for any transport.
+    async def start(
+        self, adapter: Adapter[R], body: bytes, *, resumable: bool = True
+    ) -> Generation:
+        """Plan and submit one request body: the first two steps, for any transport;
+        ``resumable``: whether the transport can make a stream resumable (a request asking
+        for it on one that cannot is a 400 naming ``stream_options.resumable``).
 
         The caller owns the returned channel and must close it when done reading. Raises
         as :meth:`generate`.
@@ -241,6 +268,12 @@ class Pipeline:
         served = self._registry.get(parsed.model)
         started = time.perf_counter()
         plan = await anyio.to_thread.run_sync(adapter.plan, parsed, served, self._limits)
+        if plan.resumable and not resumable:
+            raise InvalidRequest(
+                "'stream_options.resumable' is not supported over a WebSocket (its requests "
+                "end when the socket closes): leave it out, or stream over HTTP to resume.",
+                param="stream_options.resumable",
+            )
         channel = Channel(
             self._stream_buffer,
             served.wake,

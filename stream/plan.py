@@ -100,6 +100,9 @@ class Plan:
     stream: bool
     #: A stream that survives its connection; None: the server's default.
     resumable: bool | None = None
+    #: What a resumable stream is named by, when the API has an id for it (a Responses
+    #: stream is resumed by its response id); None: the stream store names it.
+    stream_id: str | None = None
     #: What a stream sends after a silence, for APIs that define it (Anthropic's ``ping``
     #: event); None: the transport's own keep-alive comment.
     heartbeat: Document | None = None

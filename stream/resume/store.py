@@ -72,8 +72,13 @@ class StreamReader(Protocol):
 class StreamStore(Protocol):
     """Where resumable streams live (see the module notes)."""
 
-    def open(self, owner: str | None, cancel: Callable[[], None]) -> str:
-        """A new stream's id, unguessable. ``cancel`` ends its generation when it expires."""
+    def open(self, owner: str | None, cancel: Callable[[], None], stream: str | None = None) -> str:
+        """A new stream's id: ``stream`` when the API names it (unguessable itself, e.g. a
+        response id), else a fresh unguessable one. ``cancel`` ends its generation when it
+        expires.
+
+        :raises ValueError: ``stream`` names a stream that exists or existed.
+        """
         ...
 
     async def append(self, stream: str, n: int, frame: bytes, *, last: bool = False) -> bool:
@@ -250,8 +255,11 @@ class MemoryStreamStore:
             raise RuntimeError("the stream store is not running (no server lifespan)")
         self._tasks.start_soon(pump)
 
-    def open(self, owner: str | None, cancel: Callable[[], None]) -> str:
-        stream = secrets.token_urlsafe(18)
+    def open(self, owner: str | None, cancel: Callable[[], None], stream: str | None = None) -> str:
+        if stream is None:
+            stream = secrets.token_urlsafe(18)
+        elif stream in self._streams or stream in self._expired:
+            raise ValueError(f"stream {stream!r} exists already")
         self._streams[stream] = _Stream(owner, cancel)
         return stream
 

@@ -81,11 +81,17 @@ class ResumableSSE:
         *,
         close: Callable[[], None],
         owner: str | None,
+        stream_id: str | None = None,
     ) -> ASGIApp:
         """The first response of a new stream; ``close`` ends the generation (it runs once
-        the pump is done, or when the stream expires)."""
+        the pump is done, or when the stream expires); ``stream_id`` names the stream when
+        the API has an id for it (else the store makes one)."""
         store = self._store
-        stream = store.open(owner, close)
+        try:
+            stream = store.open(owner, close, stream_id)
+        except BaseException:
+            close()
+            raise
         reader = store.attach(stream, owner, 0)
 
         async def pump() -> None:

@@ -13,7 +13,9 @@ Server -> client::
     {"id": "...", "done": true, "cancelled": true}   after a cancel
     {"id": "...", "error": {<the API's error object>}}  the request failed; it is over
 
-A body that asks for ``"stream": false`` gets its whole answer as one ``event``. One task
+The events are the SSE stream's, its last event included where the API has one (Anthropic's
+``message_stop``); a sentinel that is no JSON (OpenAI's ``[DONE]``) becomes the ``done``
+message. A body that asks for ``"stream": false`` gets its whole answer as one ``event``. One task
 receives and one task sends; each request runs in its own task and hands its messages to
 the sender through a small bounded queue, so a client that stops reading blocks the
 sender, then its requests, which stop reading their sequences' channels: the engine pauses
@@ -45,8 +47,9 @@ from anyio.streams.memory import MemoryObjectSendStream
 from starlette.types import Receive, Scope, Send
 
 from stream.documents import Document, StreamEncoder
+from stream.errors import APIError, InvalidRequest
 
-__all__ = ["Opened", "Refused", "WebSocketEndpoint"]
+__all__ = ["OpenRequest", "Opened", "Refused", "WebSocketEndpoint"]
 
 _log = logging.getLogger("sluice.websocket")
 
@@ -108,11 +111,19 @@ def _error_object(document: bytes) -> bytes:
 
 
 class WebSocketEndpoint:
-    """An ASGI WebSocket app serving one API's requests (see the module notes)."""
+    """An ASGI WebSocket app serving one API's requests (see the module notes);
+    ``error_body`` shapes the errors this transport makes itself, as the API's documents."""
 
-    def __init__(self, open_request: OpenRequest, *, max_requests: int) -> None:
+    def __init__(
+        self,
+        open_request: OpenRequest,
+        *,
+        max_requests: int,
+        error_body: Callable[[APIError], dict[str, Any]] = APIError.body,
+    ) -> None:
         self._open = open_request
         self._max_requests = max_requests
+        self._error_body = error_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -163,11 +174,11 @@ class WebSocketEndpoint:
                     scope.cancel()
                 continue
             if request_id in running:
-                await outbox.send(_refusal(request_id, "duplicate_id", "is still running"))
+                await outbox.send(self._refusal(request_id, "duplicate_id", "is still running"))
                 continue
             if len(running) >= self._max_requests:
                 detail = f"would exceed {self._max_requests} requests running on this socket"
-                await outbox.send(_refusal(request_id, "too_many_requests", detail))
+                await outbox.send(self._refusal(request_id, "too_many_requests", detail))
                 continue
             scope = anyio.CancelScope()
             running[request_id] = scope
@@ -232,6 +243,11 @@ class WebSocketEndpoint:
         finally:
             opened.close()
 
+    def _refusal(self, request_id: str, code: str, detail: str) -> str:
+        error = InvalidRequest(f"Request {request_id!r} {detail}.", param="id", code=code)
+        document = json.dumps(self._error_body(error), ensure_ascii=False).encode()
+        return _message(request_id, "error", _error_object(document))
+
     async def _forward(
         self,
         request_id: str,
@@ -246,19 +262,13 @@ class WebSocketEndpoint:
                 await outbox.send(_message(request_id, "error", _error_object(document.data)))
                 return True
             else:
+                if document.data.startswith(b"{"):
+                    # The API's own last event (Anthropic's message_stop), not a sentinel
+                    # like OpenAI's [DONE]: its clients expect it.
+                    await outbox.send(_message(request_id, "event", document.data))
                 await outbox.send(_message(request_id, "done", b"true"))
                 return True
         return False
-
-
-def _refusal(request_id: str, code: str, detail: str) -> str:
-    error = {
-        "message": f"Request {request_id!r} {detail}.",
-        "type": "invalid_request_error",
-        "param": "id",
-        "code": code,
-    }
-    return _message(request_id, "error", json.dumps(error).encode())
 
 
 def _parse(text: str) -> tuple[str, str, bytes]:

@@ -4,13 +4,9 @@ and a full buffer pausing only its own sequence."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from .proxy import cutting_proxy
 from .server import RunningServer, running_server
 
 CHAT = "/v1/chat/completions"
@@ -86,53 +83,6 @@ def summary(chunks: list[dict[str, Any]]) -> tuple[str, list[tuple[str, float]],
         if chunk.get("usage"):
             usage = {k: chunk["usage"][k] for k in ("prompt_tokens", "completion_tokens")}
     return text, logprobs, usage
-
-
-@contextmanager
-def cutting_proxy(port: int, cut: int) -> Iterator[tuple[int, list[int]]]:
-    """A TCP proxy to ``port`` for one connection that forwards ``cut`` bytes of the server's
-    answer, then closes both sides; yields its port and [bytes forwarded]."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(60)  # a client that never came does not hang the test
-    forwarded = [0]
-
-    def pipe_up(client: socket.socket, upstream: socket.socket) -> None:
-        try:
-            while data := client.recv(65536):
-                upstream.sendall(data)
-        except OSError:
-            pass
-
-    def serve() -> None:
-        try:
-            client, _ = listener.accept()
-        except OSError:
-            return
-        upstream = socket.create_connection(("127.0.0.1", port))
-        threading.Thread(target=pipe_up, args=(client, upstream), daemon=True).start()
-        try:
-            while forwarded[0] < cut:
-                data = upstream.recv(min(65536, cut - forwarded[0]))
-                if not data:
-                    break
-                client.sendall(data)
-                forwarded[0] += len(data)
-        except OSError:
-            pass
-        finally:
-            for end in (client, upstream):
-                # shutdown, not just close: the other thread's recv holds the socket open.
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-                end.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1], forwarded
-    finally:
-        listener.close()
-        thread.join(timeout=30)
 
 
 def sdk_until_cut(server: RunningServer, cut: int) -> tuple[list[dict[str, Any]], str, bool]:

@@ -16,19 +16,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.responses import JSONResponse
-from starlette.types import Message
+from starlette.types import ASGIApp, Message
 
 from model.events import Delta, Event, Finished, ToolCallDelta, Usage
 from stream.adapters.responses import (
     ResponsesEncoder,
     ResponseStore,
+    Resume,
     StoredResponse,
     parse,
     retrieve,
 )
 from stream.adapters.responses.items import messages
 from stream.adapters.responses.request import tools_of
-from stream.errors import DeadlineExceeded, InvalidRequest, NotFound
+from stream.errors import DeadlineExceeded, Gone, InvalidRequest, NotFound
 from stream.routes import Request
 from stream.transports.sse import frames
 
@@ -646,10 +647,16 @@ def test_any_bound_at_zero_turns_storing_off(count: int, size: int, ttl: float) 
 # -- stored responses over HTTP -----------------------------------------------------------
 
 
-async def get(store: ResponseStore, path: str, query: str = "") -> Any:
+def _no_resume(stream: str, after: int, request: Request) -> ASGIApp:
+    raise AssertionError("a plain GET resumes no stream")
+
+
+async def get(store: ResponseStore, path: str, query: str = "", resume: Resume = _no_resume) -> Any:
     scope = {"type": "http", "method": "GET", "headers": [], "query_string": query.encode()}
-    handler = retrieve(store, private=False)
+    handler = retrieve(store, resume, private=False)
     response = await handler(Request(scope, _no_receive, params={"id": path}))
+    if resume is not _no_resume:
+        return response
     assert isinstance(response, JSONResponse)
     return json.loads(bytes(response.body))
 
@@ -677,3 +684,88 @@ async def test_input_items_are_listed_in_pages() -> None:
     for path in ["resp_2", "resp_1/other"]:
         with pytest.raises(NotFound):
             await get(store, path)
+
+
+# -- replaying a stream: GET /v1/responses/{id}?stream=true&starting_after=N ---------------
+
+
+class _Streams:
+    """Stands in for the stream store's resume: records each call, or raises ``error``."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.error = error
+
+    def __call__(self, stream: str, after: int, request: Request) -> ASGIApp:
+        self.calls.append((stream, after))
+        if self.error is not None:
+            raise self.error
+        return JSONResponse({"replayed": stream})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("query", "after"),
+    [("stream=true", 0), ("stream=true&starting_after=0", 1), ("stream=1&starting_after=41", 42)],
+)
+async def test_starting_after_n_resumes_after_the_event_of_sequence_number_n(
+    query: str, after: int
+) -> None:
+    streams = _Streams()
+    await get(ResponseStore(max_count=1, max_bytes=1, ttl=1), "resp_1", query, streams)
+    # Stream event n carries sequence_number n - 1: "after N" is "after event N + 1".
+    assert streams.calls == [("resp_1", after)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("stream=maybe", "stream"),
+        ("stream=true&starting_after=-1", "starting_after"),
+        ("stream=true&starting_after=two", "starting_after"),
+        ("stream=true&starting_after=1e3", "starting_after"),
+        ("stream=true&starting_after=99999999999", "starting_after"),
+    ],
+)
+async def test_bad_replay_queries_are_400s_naming_them(query: str, param: str) -> None:
+    streams = _Streams()
+    with pytest.raises(InvalidRequest) as caught:
+        await get(ResponseStore(max_count=1, max_bytes=1, ttl=1), "resp_1", query, streams)
+    assert caught.value.param == param
+    assert streams.calls == []
+
+
+@pytest.mark.anyio
+async def test_a_replay_past_the_last_event_names_starting_after() -> None:
+    past = InvalidRequest("Last-Event-ID names event 9", code="invalid_last_event_id")
+    with pytest.raises(InvalidRequest) as caught:
+        await get(store_of(), "resp_1", "stream=true&starting_after=8", _Streams(past))
+    assert caught.value.param == "starting_after"
+    assert "8" in caught.value.message
+
+
+def store_of() -> ResponseStore:
+    store = ResponseStore(max_count=10, max_bytes=1 << 20, ttl=60)
+    store.put(StoredResponse({"id": "resp_1"}, (), ()))
+    return store
+
+
+@pytest.mark.anyio
+async def test_a_stored_response_without_a_kept_stream_is_a_400_naming_stream() -> None:
+    gone = NotFound("No stream 'resp_1' to resume.")
+    with pytest.raises(InvalidRequest) as caught:
+        await get(store_of(), "resp_1", "stream=true", _Streams(gone))
+    assert caught.value.param == "stream"
+    assert "resumable" in caught.value.message
+    with pytest.raises(NotFound) as unknown:
+        await get(store_of(), "resp_2", "stream=true", _Streams(gone))
+    assert unknown.value.status == 404
+    assert "resp_2" in unknown.value.message
+
+
+@pytest.mark.anyio
+async def test_an_expired_stream_stays_a_410() -> None:
+    expired = Gone("Stream 'resp_1' has expired.", code="stream_expired")
+    with pytest.raises(Gone):
+        await get(store_of(), "resp_1", "stream=true", _Streams(expired))

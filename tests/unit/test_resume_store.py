@@ -152,3 +152,28 @@ async def test_the_total_bound_pauses_every_pump_over_it() -> None:
     with anyio.move_on_after(0.3) as waited:
         await store.append(two, 1, b"x")
     assert waited.cancelled_caught
+
+
+async def test_a_stream_named_by_its_api_keeps_that_name_once() -> None:
+    store, _ = _store(window=0.2)
+    cancelled: list[bool] = []
+    async with store.running():
+        named = store.open("digest", lambda: cancelled.append(True), "resp_abc")
+        assert named == "resp_abc"
+        await store.append(named, 1, b"x", last=True)
+        reader = store.attach(named, "digest", 0)
+        assert await reader.next(1.0) == (1, b"x")
+        with pytest.raises(ValueError, match="resp_abc"):
+            store.open(None, lambda: None, "resp_abc")
+        reader.close()
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    store.attach(named, "digest", 1).close()
+                except Gone:
+                    break
+                await anyio.sleep(0.3)  # longer than the window: a close starts it again
+        # An expired name is not reused either: it still answers 410.
+        with pytest.raises(ValueError, match="resp_abc"):
+            store.open(None, lambda: None, "resp_abc")
+    assert not cancelled  # it was complete: nothing to cancel

@@ -20,10 +20,11 @@ from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
 
 from model.errors import InvalidInput
 from stream.errors import InvalidRequest, NotFound
+from stream.keys import presented_key
 from stream.plan import Adapter, Limits, Model, Plan
 from stream.routes import Handler, Request
 
@@ -37,6 +38,7 @@ __all__ = [
     "ResponseStore",
     "ResponsesEncoder",
     "ResponsesRequest",
+    "Resume",
     "StoredResponse",
     "adapter",
     "create",
@@ -44,6 +46,7 @@ __all__ = [
     "owner_of",
     "parse",
     "plan",
+    "replay",
     "retrieve",
 ]
 
@@ -112,20 +115,23 @@ def plan(
         ),
     )
     encoder = ResponsesEncoder(model.name, request.echo or {}, on_done=on_done)
-    return Plan(generation, encoder, request.stream)
+    # A stored response's resumable stream is named by the response's id, so that
+    # ``GET /v1/responses/{id}?stream=true`` finds it; one not stored is retrievable by no
+    # id of its own (``Last-Event-ID`` and the stream URL still resume it).
+    stream_id = encoder.id if request.store else None
+    return Plan(generation, encoder, request.stream, request.resumable, stream_id=stream_id)
 
 
-def owner_of(headers: Headers, private: bool) -> str | None:
+def owner_of(scope: Scope, private: bool) -> str | None:
     """Who may see what a request stores: a hash of its API key when keys are on
-    (``private``), else everyone (None)."""
+    (``private``), else everyone (None). The same digest owns its resumable stream."""
     if not private:
         return None
-    _, _, key = headers.get("authorization", "").partition(" ")
-    return hashlib.sha256(key.encode()).hexdigest()
+    return hashlib.sha256(presented_key(scope).encode()).hexdigest()
 
 
 def _owner(request: Request, private: bool) -> str | None:
-    return owner_of(Headers(scope=request.scope), private)
+    return owner_of(request.scope, private)
 
 
 def adapter(store: ResponseStore, owner: str | None) -> Adapter[ResponsesRequest]:
@@ -179,24 +185,86 @@ def _stored(store: ResponseStore, request: Request, private: bool) -> tuple[Stor
     return stored, rest
 
 
-def retrieve(store: ResponseStore, *, private: bool) -> Handler:
-    """``GET /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``."""
+#: Resumes a stream after an event number (``Pipeline.resume_after``).
+Resume = Callable[[str, int, Request], ASGIApp]
+
+
+def retrieve(store: ResponseStore, resume: Resume, *, private: bool) -> Handler:
+    """``GET /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``; with
+    ``?stream=true``, the response's resumable stream (see :func:`replay`)."""
 
     async def handle(request: Request) -> ASGIApp:
         query = QueryParams(request.scope.get("query_string", b""))
-        if query.get("stream") in ("true", "1"):
-            # Replaying a stream (``starting_after``) belongs to the resumable transport: it
-            # can key its buffer by the encoder's response id and the events'
-            # ``sequence_number``.
-            raise InvalidRequest(
-                "Streaming a stored response again is not supported yet.", param="stream"
-            )
+        if query.get("stream") is not None and _flag(query["stream"], "stream"):
+            return replay(store, resume, request, query, private=private)
         stored, rest = _stored(store, request, private)
         if rest == "":
             return JSONResponse(stored.response)
         return JSONResponse(_listing(stored.input_items, query))
 
     return handle
+
+
+def replay(
+    store: ResponseStore, resume: Resume, request: Request, query: QueryParams, *, private: bool
+) -> ASGIApp:
+    """``GET /v1/responses/{id}?stream=true&starting_after=N``, as the OpenAI reference
+    defines it for background responses: the stream's events with ``sequence_number``
+    above ``N`` (all of them without it), then the live tail. Sluice keeps the stream of a
+    response streamed with ``store`` on and ``stream_options.resumable`` (or the server's
+    default): its events are the resumable stream's, event ``n`` being
+    ``sequence_number`` ``n - 1``; a ``Last-Event-ID`` (an ``EventSource`` reconnecting)
+    decides over ``starting_after``. Bounds, expiry and keys are the stream store's.
+
+    :raises stream.errors.APIError: 400 ``starting_after`` not a number or past the last
+        event, or a stored response that was not streamed resumably (naming ``stream``);
+        404 unknown (or another key's); 410 expired or no longer buffered.
+    """
+    response_id, _, rest = request.params["id"].partition("/")
+    if rest:
+        raise InvalidRequest("Only a response itself can be streamed.", param="stream")
+    raw = query.get("starting_after")
+    after = 0
+    if raw is not None:
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+            raise InvalidRequest(
+                f"'starting_after' must be a sequence number (an integer >= 0), got {raw[:40]!r}.",
+                param="starting_after",
+            )
+        after = int(raw) + 1  # event n carries sequence_number n - 1
+    try:
+        return resume(response_id, after, request)
+    except NotFound:
+        if store.get(response_id, _owner(request, private)) is not None:
+            raise InvalidRequest(
+                f"Response {response_id!r} was not streamed resumably, so its events were not "
+                "kept; retrieve it without 'stream', or stream with "
+                "'stream_options': {'resumable': true} to replay a stream.",
+                param="stream",
+            ) from None
+        raise NotFound(
+            f"No stream of a response with id {response_id!r} to replay.",
+            param="response_id",
+            code="not_found",
+        ) from None
+    except InvalidRequest as exc:
+        # Past the last event: say so of starting_after when it, not a Last-Event-ID, decided.
+        last_event_id = Headers(scope=request.scope).get("last-event-id")
+        if exc.code != "invalid_last_event_id" or raw is None or last_event_id is not None:
+            raise
+        raise InvalidRequest(
+            f"'starting_after' {raw} is past the last event response {response_id!r} has "
+            "sent so far.",
+            param="starting_after",
+        ) from None
+
+
+def _flag(value: str, name: str) -> bool:
+    if value in ("true", "1"):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise InvalidRequest(f"'{name}' must be true or false, got {value[:40]!r}.", param=name)
 
 
 def _listing(items: tuple[dict[str, Any], ...], query: QueryParams) -> dict[str, Any]:
