@@ -221,9 +221,10 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 
     Linux autotunes a connection's send buffer up to megabytes, which would swallow a
     whole generation for a client that stopped reading, so its sequence would never pause.
-    Connections inherit the listening socket's fixed ``SO_SNDBUF`` instead.
+    Connections inherit the listening socket's fixed ``SO_SNDBUF`` instead. At most
+    ``config.max_connections`` are open at once (:mod:`stream.listener`).
     """
-    from hypercorn.config import Config as HypercornConfig
+    from stream.listener import ListenerConfig
 
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -236,7 +237,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     except OSError:
         sock.close()
         raise
-    hypercorn = HypercornConfig()
+    hypercorn = ListenerConfig(config.max_connections)
     hypercorn.bind = [f"fd://{sock.detach()}"]  # Hypercorn owns (and closes) it now
     if config.certfile:
         hypercorn.certfile = config.certfile

@@ -201,6 +201,16 @@ class LlamaModel:
             return bigger.raw[:n]
         return buf.raw[:n]
 
+    def longest_piece(self) -> int:
+        """Bytes in the longest text any token stands for (special ones included): no token
+        covers more of a prompt, so a text of n characters is at least n / this many tokens."""
+        buf = ctypes.create_string_buffer(256)
+        longest = 1
+        for token in range(self.n_vocab):
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, True)
+            longest = max(longest, -n if n < 0 else n)
+        return longest
+
     def pieces(self, tokens: Sequence[int], *, special: bool) -> list[bytes]:
         """Raw bytes of each token (``special``: control tokens as their text, else empty).
 

@@ -49,6 +49,8 @@ class ServedModel:
         #: ``/v1/embeddings``: its own thread and context, made at the first request.
         self.embedder = embedder or Embedder(model, EmbedderOptions(ctx_size=engine.ctx_size))
         self.format = chat_format or ChatFormat(model, template)
+        #: Bytes of the longest token text: bounds a prompt's tokens before tokenizing it.
+        self.longest_token = model.longest_piece()
 
     @classmethod
     def load(

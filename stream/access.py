@@ -16,6 +16,7 @@ from collections.abc import Callable
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .errors import ClientGone
 from .metrics import Metrics
 
 __all__ = ["AccessLog", "JSONLogFormatter", "request_id", "request_id_of"]
@@ -78,6 +79,15 @@ class AccessLog:
 
         try:
             await self._app(scope, receive, send_with_id)
+        except ClientGone:
+            status = 499
+        except Exception:
+            # The app answers its own errors; one that escaped it (the CORS layer, a response
+            # failing before its start) still leaves as an OpenAI error, never a bare 500.
+            _log.exception("unexpected error answering %s (request id %s)", scope["path"], rid)
+            if answered or scope["type"] != "http":
+                raise
+            await _server_error(send_with_id, rid)
         finally:
             elapsed = time.perf_counter() - started
             path: str = scope["path"]
@@ -92,6 +102,19 @@ class AccessLog:
                 elapsed * 1000,
                 extra={"request_id": rid, "status": status, "path": path},
             )
+
+
+async def _server_error(send: Send, rid: str) -> None:
+    message = (
+        f"The server had an error while processing your request (request id {rid}); it has "
+        "been logged. Retry, or report the request id."
+    )
+    body = json.dumps(
+        {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class JSONLogFormatter(logging.Formatter):

@@ -2,8 +2,8 @@
 
 Every request passes, in order: the access log (request id, log line, metrics), CORS when
 configured, route and method lookup (404, 405), the API key (401), the content type and the
-body of a POST (415, 413), and its handler. This is the one place an exception becomes a
-response: :class:`~stream.errors.APIError` as its own JSON, a
+body of a POST (415, 413, 408: :mod:`stream.body`), and its handler. This is the one place an
+exception becomes a response: :class:`~stream.errors.APIError` as its own JSON, a
 :class:`~model.errors.ModelError` translated once (:func:`~stream.errors.from_model_error`),
 and anything else a 500 ``server_error`` naming the request id, logged once with its
 traceback; each in OpenAI's shape unless the route declares its API's own (``error_body``).
@@ -28,7 +28,7 @@ from contextlib import AbstractAsyncContextManager
 import anyio
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.errors import ModelError
@@ -36,17 +36,17 @@ from model.registry import ModelRegistry, ModelSettings
 from model.source import ModelSourceError, ResolvedModel, resolve_model
 
 from .access import AccessLog, request_id_of
+from .body import BodyReceive, ambiguous_framing, check_content_type, read_body
 from .bridge import LoopDispatch
 from .config import Config
 from .errors import (
     APIError,
+    ClientGone,
     Forbidden,
-    InvalidRequest,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
+    RequestTimeout,
     Unauthorized,
-    UnsupportedMediaType,
     from_model_error,
 )
 from .keys import presented_key
@@ -96,17 +96,9 @@ class Sluice:
                 entry,
                 allow_origins=origins,
                 allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=[
-                    "authorization",
-                    "content-type",
-                    "x-request-id",
-                    # Anthropic clients' key and version headers.
-                    "x-api-key",
-                    "anthropic-version",
-                    "anthropic-beta",
-                    # A resumable stream's reconnection (EventSource sends it itself).
-                    "last-event-id",
-                ],
+                # Whatever the browser asks for, on an allowed origin only: the official
+                # OpenAI JavaScript SDK sends X-Stainless-* headers on every request.
+                allow_headers=["*"],
                 expose_headers=["x-request-id", "retry-after", "x-stream-url"],
                 max_age=600,
             )
@@ -180,9 +172,21 @@ class Sluice:
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         found = self._routes.find(scope["path"])
         error_body = found[1].error_body if found is not None else APIError.body
+        headers = Headers(scope=scope)
+        close = ambiguous_framing(headers)
+        timed_out = False
+        failed = True
+        receive = body = BodyReceive(receive)
         try:
             response = await self._respond(scope, receive, found)
+            failed = False
+        except ClientGone:
+            raise
         except APIError as exc:
+            # After a body timeout the rest of the body may still arrive: the connection
+            # cannot carry another request.
+            timed_out = isinstance(exc, RequestTimeout)
+            close |= timed_out
             response = _error_response(exc, error_body)
         except ModelError as exc:
             error = from_model_error(exc)
@@ -203,7 +207,25 @@ class Sluice:
                 f"{rid}); it has been logged. Retry, or report the request id."
             )
             response = _error_response(unexpected, error_body)
-        await response(scope, receive, send)
+        # A body left unread (an answer that needed none of it) would race the connection's
+        # next request: over HTTP/2 it is read to its end first (see BodyReceive), over
+        # HTTP/1.1 the connection closes after the answer.
+        version = scope.get("http_version", "1.1")
+        if not body.complete and not timed_out:
+            if version == "2":
+                await body.discard_rest(self.config.body_timeout)
+            elif _has_body(headers):
+                close = True
+        # HTTP/2 has no Connection header (it ends a stream, not the connection).
+        if close and version.startswith("1"):
+            send = _closing(send)
+        if not failed:
+            await response(scope, receive, send)
+            return
+        # An error answer is a few hundred bytes: one that cannot be sent in this time is
+        # stuck behind a client that reads nothing, or a connection already gone.
+        with anyio.move_on_after(self.config.body_timeout):
+            await response(scope, receive, send)
 
     async def _respond(
         self, scope: Scope, receive: Receive, found: tuple[str, Route, dict[str, str]] | None
@@ -226,8 +248,9 @@ class Sluice:
             self._authorize(scope)
         body = b""
         if method == "POST":
-            _check_content_type(headers)
-            body = await self._body(receive)
+            check_content_type(headers)
+            config = self.config
+            body = await read_body(receive, config.max_body_size, config.body_timeout)
         return await handler(Request(scope, receive, body, params))
 
     def _authorize(self, scope: Scope) -> None:
@@ -251,24 +274,6 @@ class Sluice:
                 code="invalid_api_key",
                 headers={"www-authenticate": "Bearer"},
             )
-
-    async def _body(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        limit = self.config.max_body_size
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise InvalidRequest("The client went away while sending the request.")
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(
-                    f"The request body exceeds {limit} bytes.", code="request_too_large"
-                )
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
     # -- WebSocket --------------------------------------------------------------------
 
@@ -315,8 +320,25 @@ async def _deny(scope: Scope, send: Send, error: APIError) -> None:
     await send({"type": "websocket.http.response.body", "body": body})
 
 
+def _has_body(headers: Headers) -> bool:
+    length = headers.get("content-length", "")
+    return (length.isdigit() and length.strip("0") != "") or "transfer-encoding" in headers
+
+
+def _closing(send: Send) -> Send:
+    async def send_closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", []), (b"connection", b"close")]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_closing
+
+
 def _error_response(exc: APIError, body: ErrorBody) -> ASGIApp:
-    return JSONResponse(body(exc), exc.status, headers=exc.headers)
+    # ASCII with escapes: a message quoting client text can never fail to encode.
+    content = json.dumps(body(exc), ensure_ascii=True).encode()
+    return Response(content, exc.status, headers=exc.headers, media_type="application/json")
 
 
 def _api_keys(config: Config) -> tuple[str, ...]:
@@ -325,11 +347,3 @@ def _api_keys(config: Config) -> tuple[str, ...]:
         with open(config.api_key_file, encoding="utf-8") as lines:
             keys += [line.strip() for line in lines]
     return tuple(k for k in keys if k and not k.startswith("#"))
-
-
-def _check_content_type(headers: Headers) -> None:
-    kind = headers.get("content-type")
-    if kind is not None and kind.split(";")[0].strip().lower() != "application/json":
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, not {kind!r}.", code="unsupported_media_type"
-        )

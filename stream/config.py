@@ -71,6 +71,10 @@ class Config:
         "auto", "'auto': reasoning goes to reasoning_content; 'none': it stays in content"
     )
     max_body_size: int = _opt(8 * MIB, "largest request body accepted, in bytes")
+    body_timeout: float = _opt(30 * SECONDS, "seconds a request body may take to arrive (408)")
+    max_connections: int = _opt(
+        4096, "open connections served at once; more are refused with a 503 and closed"
+    )
     send_buffer: int = _opt(64 * KIB, "socket send buffer per connection, bytes (0: kernel's)")
     stream_buffer: int = _opt(64, "events buffered per stream before its sequence pauses")
     resumable_default: bool = _opt(
@@ -172,6 +176,7 @@ _RANGES: tuple[tuple[str, int, int | None], ...] = (
     ("prefill_chunk", 1, None),
     ("threads", 0, 512),
     ("max_queue", 0, None),
+    ("max_connections", 1, None),
     ("responses_store_size", 0, None),
     ("responses_store_bytes", 0, None),
     ("responses_ttl", 0, None),

@@ -8,12 +8,14 @@
      +- Forbidden            403 (a WebSocket from an origin CORS does not allow)
      +- NotFound             404 (routes, models, resumable streams)
      +- MethodNotAllowed     405
+     +- RequestTimeout       408 (the body did not arrive in time)
      +- Gone                 410 (a resumable stream that expired)
      +- PayloadTooLarge      413
      +- UnsupportedMediaType 415
      +- RateLimited          429 (wait queue full), with Retry-After
      +- Unavailable          503 (model loading or failed, server draining), with Retry-After
      +- DeadlineExceeded     504 (the request's deadline passed before it finished)
+    ClientGone               the client left before its answer: nothing to send (logged 499)
 
 :func:`from_model_error` is the only place a :class:`model.errors.ModelError` becomes one of
 these; ``stream.app`` is the only place either becomes a response.
@@ -27,6 +29,7 @@ from model.errors import CapacityExceeded, InvalidInput, ModelError, ModelNotFou
 
 __all__ = [
     "APIError",
+    "ClientGone",
     "DeadlineExceeded",
     "Forbidden",
     "Gone",
@@ -35,6 +38,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "RequestTimeout",
     "Unauthorized",
     "Unavailable",
     "UnsupportedMediaType",
@@ -73,6 +77,15 @@ class APIError(Exception):
         return error_object(self.message, self.type, self.param, self.code)
 
 
+class ClientGone(Exception):
+    """The client disconnected before its answer started: there is no one to answer.
+
+    Over HTTP/2 an answer sent after that would wait for ever on a connection Hypercorn no
+    longer writes, so nothing is sent; the access log counts it as 499 (nginx's "client
+    closed request").
+    """
+
+
 class InvalidRequest(APIError):
     status = 400
     type = "invalid_request_error"
@@ -95,6 +108,11 @@ class NotFound(APIError):
 
 class MethodNotAllowed(APIError):
     status = 405
+    type = "invalid_request_error"
+
+
+class RequestTimeout(APIError):
+    status = 408
     type = "invalid_request_error"
 
 

@@ -28,6 +28,7 @@ from model.errors import ModelError
 from model.events import Event
 from model.registry import ModelRegistry
 
+from .body import lone_surrogate
 from .bridge import Channel
 from .errors import APIError, InvalidRequest, from_model_error
 from .keys import presented_key
@@ -35,7 +36,6 @@ from .metrics import Metrics
 from .plan import Adapter, APIRequest, Limits, Plan
 from .resume.store import owner_of
 from .routes import ErrorBody, Handler, Request
-from .text import lone_surrogate
 from .transports.resumable import ResumableSSE, parse_event_id
 from .transports.sse import SSEResponse
 from .transports.websocket import Opened, OpenRequest, Refused, WebSocketEndpoint
@@ -57,13 +57,24 @@ class Generation:
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
-    """The JSON object of a request body. :raises InvalidRequest: not UTF-8, not JSON, too
-    deeply nested, a number of thousands of digits, not an object, or a string (or key)
-    holding a lone UTF-16 surrogate (naming where)."""
+    """The JSON object of a request body (RFC 8259: UTF-8 only).
+
+    :raises InvalidRequest: not UTF-8 (UTF-16 and UTF-32 included, which ``json.loads`` on
+        bytes would guess), not JSON, an integer of more than 4300 digits (Python's limit on
+        int-string conversion), too deeply nested, not an object, or a string (a key or a
+        value, anywhere) holding a lone UTF-16 surrogate escape such as ``"\\ud83d"``, which
+        is not text: ``param`` names its path (``messages[0].content``).
+    """
+    # A NUL byte cannot appear in JSON text outside a string, nor raw inside one: it is the
+    # mark of UTF-16 or UTF-32, whose ASCII would otherwise decode as "valid" UTF-8.
+    if b"\x00" in body:
+        raise InvalidRequest("The request body is not valid UTF-8 (UTF-16 or UTF-32?).")
     try:
-        data = json.loads(body)
+        text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidRequest("The request body is not valid UTF-8.") from None
+    try:
+        data = json.loads(text)
     except RecursionError:
         raise InvalidRequest("The JSON body of your request is nested too deeply.") from None
     except json.JSONDecodeError as exc:
@@ -71,20 +82,17 @@ def parse_json(body: bytes) -> dict[str, Any]:
             f"We could not parse the JSON body of your request ({exc.msg} at line {exc.lineno} "
             f"column {exc.colno})."
         ) from None
-    except ValueError:  # Python converts integers of at most 4300 digits
+    except ValueError:  # int("1" * 5000): the int-string conversion limit
         raise InvalidRequest(
-            "The JSON body of your request holds a number with too many digits."
+            "The JSON body of your request holds an integer of more than 4300 digits."
         ) from None
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    found = lone_surrogate(body, data)
-    if found is not None:
-        param, surrogate = found
-        where = f"'{param}'" if param is not None else "A field name"
+    where = lone_surrogate(data)
+    if where is not None:
         raise InvalidRequest(
-            f"{where} contains a lone UTF-16 surrogate {surrogate} (a string must be valid "
-            "Unicode).",
-            param=param,
+            f"'{where}' contains a lone UTF-16 surrogate escape (a string must be valid Unicode).",
+            param=where,
         )
     return data
 

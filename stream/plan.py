@@ -52,6 +52,9 @@ class Model(Protocol):
     @property
     def n_vocab(self) -> int: ...
 
+    #: Bytes of the longest text one token stands for.
+    longest_token: int
+
     @property
     def stop(self) -> tuple[str, ...]: ...
 
@@ -133,6 +136,21 @@ class Limits:
             raise InvalidRequest(
                 f"This request has {count} messages; the limit is {self.max_messages}.",
                 param=param,
+            )
+
+    def check_text_size(self, model: Model, chars: int, *, param: str) -> None:
+        """Refuse text that cannot fit the context, before rendering or tokenizing it: no
+        token stands for more than ``model.longest_token`` bytes, and a character is at least
+        one byte, so ``chars`` characters are at least ``chars // longest_token`` tokens."""
+        least = chars // max(1, model.longest_token)
+        limit = model.ctx_size
+        if least >= limit:
+            raise InvalidRequest(
+                f"This model's maximum context length is {limit} tokens. However, your {param} "
+                f"hold {chars} characters, which make at least {least} tokens. Please reduce "
+                f"the length of the {param}.",
+                param=param,
+                code="context_length_exceeded",
             )
 
     def check_prompt(

@@ -239,6 +239,19 @@ def parse(body: dict[str, Any]) -> ChatRequest:
     )
 
 
+def _content_chars(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Characters of the messages' contents, which every template renders."""
+    total = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            texts = (part.get("text") for part in content if isinstance(part, dict))
+            total += sum(len(text) for text in texts if isinstance(text, str))
+    return total
+
+
 def _with_extensions(
     fmt: ResponseFormat | None, extra: Extensions, logprobs: bool
 ) -> ResponseFormat | None:
@@ -265,6 +278,7 @@ def plan(request: ChatRequest, model: Model, limits: Limits) -> Plan:
     :raises model.errors.InvalidInput: the messages, tools or format cannot be served.
     """
     limits.check_messages(len(request.messages))
+    limits.check_text_size(model, _content_chars(request.messages), param="messages")
     tools = parse_tools(request.tools)
     choice = parse_tool_choice(
         request.tool_choice, tools, parallel_tool_calls=request.parallel_tool_calls

@@ -87,6 +87,8 @@ def plan(request: CompletionRequest, model: Model, limits: Limits) -> Plan:
     :raises InvalidRequest: a limit is exceeded.
     :raises model.errors.InvalidInput: the prompt is empty or has ids outside the vocabulary.
     """
+    if isinstance(request.prompt, str):
+        limits.check_text_size(model, len(request.prompt), param="prompt")
     prompt = model.text_prompt(request.prompt)
     limits.check_prompt(model, prompt, param="prompt", n=request.n, sampling=request.sampling)
     grammar = None

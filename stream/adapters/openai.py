@@ -3,9 +3,10 @@
 Every client mistake is a 400 naming the parameter. Ranges follow the OpenAI API reference.
 ``stream_options.resumable`` (a Sluice extension) asks for a stream that survives its
 connection (``stream.transports.resumable``).
-Parameters OpenAI defines that Sluice does not implement are refused by name rather than
-silently ignored; bookkeeping ones (``user``, ``metadata``, ``store``, ...) are accepted and
-have no effect. The chat and legacy completion adapters add their own fields.
+Parameters OpenAI defines that Sluice does not implement are accepted at the value that means
+"off" (OpenAI's default) and otherwise refused by name, never silently ignored; bookkeeping
+ones (``user``, ``metadata``, ``store``, ...) are accepted and have no effect. The chat and
+legacy completion adapters add their own fields.
 """
 
 from __future__ import annotations
@@ -23,16 +24,20 @@ __all__ = ["COMMON", "OpenAIRequest", "boolean", "common_fields", "integer", "nu
 
 _TOKEN_ID = re.compile(r"[0-9]{1,10}")
 _ACCEPTED = {"user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
-_UNSUPPORTED = {
-    "audio",
-    "modalities",
-    "prediction",
-    "web_search_options",
-    "functions",
-    "function_call",
-    "best_of",
-    "suffix",
-    "echo",
+#: Parameters OpenAI defines that Sluice does not implement, and the values of each that ask
+#: for nothing (OpenAI's defaults, from its API reference): a client that always sends
+#: ``"best_of": 1, "echo": false`` must work; ``"best_of": 2`` is refused by name.
+_UNSUPPORTED: dict[str, tuple[Any, ...]] = {
+    "audio": (None,),
+    "modalities": (None, ["text"]),
+    "prediction": (None,),
+    "web_search_options": (None,),
+    "functions": (None, []),
+    # "none" is the default without functions ("auto" is the default with them).
+    "function_call": (None, "none"),
+    "best_of": (None, 1),
+    "suffix": (None, ""),
+    "echo": (None, False),
 }
 #: Parameters both APIs take; each adapter adds its own.
 COMMON = frozenset(
@@ -179,17 +184,25 @@ def _timeout(body: Mapping[str, Any]) -> float | None:
     return value
 
 
+def _off(name: str, body: Mapping[str, Any]) -> bool:
+    value = body[name]
+    # Compare types too: 1 == True in Python, and "best_of": true is no default.
+    return any(type(value) is type(off) and value == off for off in _UNSUPPORTED[name])
+
+
 def common_fields(
     body: Mapping[str, Any], allowed: frozenset[str], max_tokens: int | None
 ) -> dict[str, Any]:
     """The :class:`OpenAIRequest` fields of ``body``, whose parameters must all be in
     ``allowed`` (or accepted and ignored); ``max_tokens`` as the adapter read it."""
-    refused = sorted(k for k in body if k in _UNSUPPORTED and body[k] not in (None, False))
+    refused = sorted(k for k in body if k in _UNSUPPORTED and not _off(k, body))
     if refused:
         raise InvalidRequest(
             f"Sluice does not support {', '.join(repr(k) for k in refused)} yet.", param=refused[0]
         )
-    unknown = sorted(k for k in body if k not in allowed and k not in _ACCEPTED | _UNSUPPORTED)
+    unknown = sorted(
+        k for k in body if k not in allowed and k not in _ACCEPTED | _UNSUPPORTED.keys()
+    )
     if unknown:
         raise InvalidRequest(f"Unrecognized request argument: {unknown[0]!r}.", param=unknown[0])
     model = body.get("model")

@@ -1,8 +1,10 @@
 """A real browser on another origin, CORS on: ``EventSource`` resuming a stream by itself
-with ``Last-Event-ID``, and a WebSocket with the key subprotocol."""
+with ``Last-Event-ID``, a WebSocket with the key subprotocol, and ``fetch`` streaming a chat
+completion with the headers of the official OpenAI JavaScript SDK (its preflight)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import httpx
@@ -114,3 +116,64 @@ def test_eventsource_resumes_and_a_websocket_streams_across_origins(
     expected = whole["choices"][0]["message"]["content"]
     assert result["text"] == expected
     assert result["wsText"] == expected
+
+
+# The SDK's own headers (openai-node v4 to v6 in a browser; values as it makes them): the
+# browser's preflight asks for each X-Stainless-* one.
+_SDK_SCRIPT = """
+(async () => {
+  const out = {};
+  try {
+    const response = await fetch("http://127.0.0.1:%(port)d/v1/chat/completions", {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "Authorization": "Bearer %(key)s",
+        "X-Stainless-Lang": "js",
+        "X-Stainless-Package-Version": "5.23.2",
+        "X-Stainless-OS": "Unknown",
+        "X-Stainless-Arch": "unknown",
+        "X-Stainless-Runtime": "browser:chrome",
+        "X-Stainless-Runtime-Version": "156.0.0",
+        "X-Stainless-Retry-Count": "0",
+        "X-Stainless-Timeout": "600",
+      },
+      body: JSON.stringify({messages: [{role: "user", content: "Say hello."}], max_tokens: 8,
+                            stream: true}),
+    });
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    for (;;) {
+      const {done, value} = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, {stream: true});
+    }
+    Object.assign(out, {status: response.status, text: text,
+      requestId: response.headers.get("x-request-id"),
+      contentType: response.headers.get("content-type")});
+  } catch (e) { out.error = String(e); }
+  await fetch("/result", {method: "POST", body: JSON.stringify(out)});
+})();
+"""
+
+
+def test_fetch_with_the_openai_sdk_headers_streams_across_origins(
+    origin: PageOrigin, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sluice.access")
+    key = "sk-browser-test"
+    with running_server(cors_origins=origin.url, api_keys=key) as server:
+        script = _SDK_SCRIPT % {"port": server.port, "key": key}
+        result = run_page(origin, "<!doctype html><script>" + script + "</script>")
+    assert "error" not in result, result
+    assert result["status"] == 200
+    assert result["contentType"].startswith("text/event-stream")
+    assert result["requestId"]  # an exposed header
+    assert result["text"].rstrip().endswith("data: [DONE]")
+    events = [line for line in result["text"].splitlines() if line.startswith("data: {")]
+    assert events
+    assert all("chat.completion.chunk" in line for line in events)
+    lines = [r.getMessage() for r in caplog.records if r.name == "sluice.access"]
+    assert any(line.startswith("OPTIONS /v1/chat/completions 200") for line in lines)

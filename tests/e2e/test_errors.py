@@ -37,9 +37,70 @@ def test_malformed_json(http: httpx.Client) -> None:
     assert "JSON" in assert_openai_error(reply, 400)
 
 
+JSON = {"content-type": "application/json"}
+
+
 def test_invalid_utf8(http: httpx.Client) -> None:
-    reply = http.post(CHAT, content=b'{"messages": "\xff\xfe"}')
+    reply = http.post(CHAT, content=b'{"messages": "\xff\xfe"}', headers=JSON)
     assert "UTF-8" in assert_openai_error(reply, 400)
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32"])
+def test_a_utf16_or_utf32_body_is_not_utf8(http: httpx.Client, codec: str) -> None:
+    raw = json.dumps({"messages": HELLO, "max_tokens": 1}).encode(codec)
+    assert "UTF-8" in assert_openai_error(http.post(CHAT, content=raw, headers=JSON), 400)
+
+
+def test_an_integer_of_5000_digits_is_a_400(http: httpx.Client) -> None:
+    raw = b'{"messages": [{"role": "user", "content": "hi"}], "seed": ' + b"9" * 5000 + b"}"
+    assert "4300 digits" in assert_openai_error(http.post(CHAT, content=raw, headers=JSON), 400)
+
+
+def test_a_post_without_content_type_is_a_415(http: httpx.Client) -> None:
+    reply = http.post(CHAT, content=json.dumps({"messages": HELLO, "max_tokens": 1}).encode())
+    assert_openai_error(reply, 415)
+
+
+LONE = r"hi \ud83d"
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "param"),
+    [
+        (CHAT, f'{{"messages": [{{"role": "user", "content": "{LONE}"}}]}}', "messages[0].content"),
+        (
+            CHAT,
+            f'{{"messages": [{{"role": "user", "content": "{LONE}"}}], "stream": true}}',
+            "messages[0].content",
+        ),
+        (
+            CHAT,
+            f'{{"messages": [{{"role": "user", "content": [{{"type": "text", "text": "{LONE}"'
+            "}]}]}",
+            "messages[0].content[0].text",
+        ),
+        (
+            CHAT,
+            f'{{"messages": {json.dumps(HELLO)}, "tools": [{{"type": "function", "function": '
+            f'{{"name": "f", "description": "{LONE}"}}}}]}}',
+            "tools[0].function.description",
+        ),
+        (CHAT, f'{{"messages": {json.dumps(HELLO)}, "stop": ["{LONE}"]}}', "stop[0]"),
+        # Found by the fuzz campaign: a surrogate in a key once broke the error answer itself.
+        (
+            CHAT,
+            f'{{"messages": {json.dumps(HELLO)}, "metadata": {{"{LONE}": 1}}}}',
+            r"metadata.hi \ud83d",
+        ),
+        ("/v1/completions", f'{{"prompt": "{LONE}"}}', "prompt"),
+        ("/v1/completions", f'{{"prompt": ["ok", "{LONE}"], "stream": true}}', "prompt[1]"),
+    ],
+)
+def test_a_lone_surrogate_is_a_400_naming_its_path(
+    http: httpx.Client, path: str, raw: str, param: str
+) -> None:
+    reply = http.post(path, content=raw.encode(), headers=JSON)
+    assert "lone UTF-16 surrogate" in assert_openai_error(reply, 400, param)
 
 
 @pytest.mark.parametrize(

@@ -247,6 +247,26 @@ def test_out_of_range_and_unsupported_are_named(
     assert param in error.value.message
 
 
+def test_openai_defaults_of_unimplemented_parameters_are_accepted(sdk: openai.OpenAI) -> None:
+    # What an editor plugin sends on every legacy completion, and chat clients that spell out
+    # every default.
+    legacy = sdk.completions.create(
+        model="m", prompt="Once upon a time", max_tokens=2, best_of=1, echo=False, suffix=""
+    )
+    assert legacy.choices[0].text is not None
+    chat = sdk.chat.completions.create(
+        model="m",
+        messages=STORY,
+        max_tokens=2,
+        modalities=["text"],
+        extra_body={"audio": None, "prediction": None, "functions": [], "function_call": "none"},
+    )
+    assert chat.choices[0].message.content is not None
+    with pytest.raises(openai.BadRequestError) as error:
+        sdk.completions.create(model="m", prompt="Once", max_tokens=2, best_of=2)
+    assert error.value.param == "best_of"
+
+
 def test_bookkeeping_parameters_are_accepted(sdk: openai.OpenAI) -> None:
     reply = sdk.chat.completions.create(
         model="m", messages=STORY, max_tokens=2, user="u-1", metadata={"k": "v"}, store=False

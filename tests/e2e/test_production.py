@@ -22,6 +22,13 @@ from .sse_client import Frame, content_of, frames
 CHAT = "/v1/chat/completions"
 ROOT = Path(__file__).resolve().parents[2]
 HELLO = [{"role": "user", "content": "Tell me about the sea."}]
+#: Access-Control-Request-Headers of a browser's preflight before a request of the official
+#: OpenAI JavaScript SDK (v4 to v6: its X-Stainless-* headers; accept is CORS-safelisted).
+SDK_PREFLIGHT_HEADERS = (
+    "authorization,content-type,x-stainless-arch,x-stainless-lang,x-stainless-os,"
+    "x-stainless-package-version,x-stainless-retry-count,x-stainless-runtime,"
+    "x-stainless-runtime-version,x-stainless-timeout"
+)
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -122,6 +129,15 @@ def test_cors_preflight_and_streamed_cross_origin_response() -> None:
                 "access-control-request-headers": "authorization, content-type",
             },
         )
+        # What a browser asks before the official OpenAI JavaScript SDK's requests.
+        sdk = client.options(
+            CHAT,
+            headers={
+                "origin": origin,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": SDK_PREFLIGHT_HEADERS,
+            },
+        )
         stranger = client.options(
             CHAT,
             headers={
@@ -138,6 +154,10 @@ def test_cors_preflight_and_streamed_cross_origin_response() -> None:
     assert preflight.headers["access-control-allow-origin"] == origin
     assert "POST" in preflight.headers["access-control-allow-methods"]
     assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+    assert sdk.status_code == 200
+    assert sdk.headers["access-control-allow-origin"] == origin
+    allowed = {h.strip() for h in sdk.headers["access-control-allow-headers"].lower().split(",")}
+    assert set(SDK_PREFLIGHT_HEADERS.split(",")) <= allowed
     assert stranger.status_code == 400
     assert allow == origin
     assert "x-request-id" in exposed.lower()

@@ -71,7 +71,8 @@ def test_bad_requests_name_the_parameter(server: RunningServer) -> None:
     ]
     # A lone surrogate, as JSON writes it: not text.
     surrogate = b'{"content": "\\ud83d"}'
-    lone = httpx.post(server.url + "/tokenize", content=surrogate, timeout=60)
+    json_body = {"content-type": "application/json"}
+    lone = httpx.post(server.url + "/tokenize", content=surrogate, headers=json_body, timeout=60)
     assert lone.status_code == 400
     assert lone.json()["error"]["param"] == "content"
     for path, body, param in cases:

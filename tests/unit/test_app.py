@@ -46,7 +46,10 @@ async def call(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": method, "path": path, "headers": request_headers or []}
+    if request_headers is None:
+        json_body = [(b"content-type", b"application/json")]
+        request_headers = json_body if method == "POST" else []
+    scope = {"type": "http", "method": method, "path": path, "headers": request_headers}
     with anyio.fail_after(5):
         await app(scope, receive, send)
     start = sent[0]
@@ -337,3 +340,47 @@ async def test_a_websocket_without_the_denial_extension_is_closed(loading: Sluic
     sent = await handshake(loading, "/anything", denial=False)
     assert [m["type"] for m in sent] == ["websocket.close"]
     assert counted(loading, "403") == 1  # a close before accepting is a 403 handshake
+
+
+# -- the body of a POST ------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_post_without_a_content_type_is_a_415(loading: Sluice) -> None:
+    # A page on any origin may POST without one and without a preflight.
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
+    status, _, reply = await call(loading, "POST", "/v1/chat/completions", body, [])
+    assert status == 415
+    assert reply["error"]["code"] == "unsupported_media_type"
+
+
+@pytest.mark.anyio
+async def test_a_body_that_never_ends_is_a_408_that_closes_the_connection() -> None:
+    app = create_app(Config(body_timeout=0.2))
+    sent: list[Message] = []
+    reads = 0
+
+    async def receive() -> Message:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            return {"type": "http.request", "body": b'{"messages": [', "more_body": True}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    with anyio.fail_after(5):
+        await app(scope, receive, send)
+    headers = dict(sent[0]["headers"])
+    assert sent[0]["status"] == 408
+    assert headers[b"connection"] == b"close"  # HTTP/1.1: the rest of the body may follow
+    error = json.loads(b"".join(m.get("body", b"") for m in sent[1:]))["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "request_timeout")

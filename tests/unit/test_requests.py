@@ -110,15 +110,12 @@ def test_parse_json_an_integer_of_thousands_of_digits_is_a_400_not_a_crash() -> 
         (b'{"user": "\\ud83d"}', "user"),
         (b'{"metadata": {"a": "x\\udc00"}}', "metadata.a"),
         (b'{"input": [{"type": "function_call", "call_id": "\\ud800"}]}', "input[0].call_id"),
-        (b'{"metadata": {"\\ud83d": "x"}}', "metadata"),  # a key: its parent is named
-        (b'{"\\ud83d": 1}', None),
-        (b'{"user": "\xed\xa0\xbd"}', "user"),  # encoded in UTF-8, which JSON lets through
-        ('{"user": "\ud83d"}'.encode("utf-16-le", "surrogatepass"), "user"),
+        # A key is named with the surrogate escaped, so that the error itself is text.
+        (b'{"metadata": {"\\ud83d": "x"}}', "metadata.\\ud83d"),
+        (b'{"\\ud83d": 1}', "\\ud83d"),
     ],
 )
-def test_parse_json_a_lone_surrogate_anywhere_is_a_400_naming_where(
-    raw: bytes, param: str | None
-) -> None:
+def test_parse_json_a_lone_surrogate_anywhere_is_a_400_naming_where(raw: bytes, param: str) -> None:
     # Echoed (user, metadata, ids) or named in an error (a key), it would fail to encode: a
     # 500 without a body.
     error = refused_json(raw)
@@ -616,6 +613,42 @@ def test_unsupported_completion_parameters_are_refused_by_name(name: str, value:
 def test_unsupported_parameters_left_unset_are_fine(name: str, value: Any) -> None:
     parse_chat(chat(**{name: value}))
     parse_completion(completion(**{name: value}))
+
+
+# OpenAI's own defaults: the value of each unimplemented parameter that asks for nothing.
+OFF: list[tuple[str, Any]] = [
+    ("best_of", 1),
+    ("suffix", ""),
+    ("suffix", None),
+    ("echo", False),
+    ("modalities", ["text"]),
+    ("audio", None),
+    ("prediction", None),
+    ("functions", []),
+    ("function_call", "none"),
+    ("web_search_options", None),
+]
+
+
+@BOTH
+@pytest.mark.parametrize(("name", "value"), OFF)
+def test_unsupported_parameters_at_their_off_value_are_accepted(
+    parse: Parser, body: Callable[..., dict[str, Any]], name: str, value: Any
+) -> None:
+    parse(body(**{name: value}))
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("best_of", True), ("best_of", 1.5), ("echo", 0), ("modalities", ["text", "audio"])],
+)
+def test_an_off_value_of_another_type_still_asks_for_the_feature(name: str, value: Any) -> None:
+    assert refused(parse_completion, completion(**{name: value})).param == name
+
+
+def test_function_call_none_with_functions_is_still_refused_for_the_functions() -> None:
+    error = refused(parse_chat, chat(functions=[{"name": "f"}], function_call="none"))
+    assert error.param == "functions"
 
 
 def test_tools_pass_through_to_the_service() -> None:
