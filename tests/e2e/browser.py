@@ -7,8 +7,11 @@ tests that need it are skipped, saying so.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -97,17 +100,21 @@ def run_page(origin: PageOrigin, page: str, timeout: float = 120) -> dict[str, A
     browser = chromium()
     origin.page = page
     origin.posted.clear()
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still write to the profile as it is removed.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(
             [browser, *_FLAGS, f"--user-data-dir={profile}", origin.url],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             if not origin.posted.wait(timeout):
                 raise AssertionError(f"the page posted no result within {timeout} s")
         finally:
-            process.kill()
+            # The whole process group: the renderer and GPU helpers too, not only the parent.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
     assert origin.result is not None
     return origin.result
