@@ -98,6 +98,7 @@ def _model_settings(config: Config) -> ModelSettings:
         chat_template=config.chat_template,
         slots=config.slots,
         ctx_size=config.ctx_size,
+        kv_size=config.kv_size,
         batch_size=config.batch_size,
         prefill_chunk=config.prefill_chunk,
         threads=config.threads or os.cpu_count() or 1,

@@ -197,23 +197,24 @@ class LlamaModel:
 
 
 class LlamaContext:
-    """One llama.cpp context: the KV cache of every slot. Owned by the engine thread."""
+    """One llama.cpp context: one KV cache of ``n_ctx`` cells that every sequence id (slot)
+    draws from. Owned by the engine thread."""
 
     def __init__(
         self,
         model: LlamaModel,
         *,
-        n_ctx_seq: int,
+        n_ctx: int,
         n_seq: int,
         n_batch: int,
         n_threads: int,
     ) -> None:
         params = llama_cpp.llama_context_default_params()
-        # Each sequence gets its own KV stream of n_ctx_seq cells: one slot can never
-        # starve another of cache, and a request's limit is the same whatever else runs.
-        params.n_ctx = n_ctx_seq * n_seq
+        # One unified KV cache: any sequence may take up to all of it, and the engine shares
+        # the cells out (model/kv_pool.py). Choices forked from one prompt share its cells.
+        params.n_ctx = n_ctx
         params.n_seq_max = n_seq
-        params.kv_unified = False
+        params.kv_unified = True
         params.n_batch = n_batch
         params.n_ubatch = min(n_batch, 512)
         params.n_threads = n_threads
@@ -222,12 +223,13 @@ class LlamaContext:
         ptr = llama_cpp.llama_init_from_model(model.ptr, params)
         if not ptr:
             raise ModelLoadError(
-                f"llama.cpp could not create a context of {n_seq} x {n_ctx_seq} tokens "
-                "(out of memory? try a smaller --ctx-size or fewer --slots)"
+                f"llama.cpp could not create a context of {n_ctx} KV cells for {n_seq} "
+                "sequences (out of memory? try a smaller --kv-size)"
             )
         self._ptr: Any = ptr
         self.memory: Any = llama_cpp.llama_get_memory(ptr)
-        self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(ptr))
+        #: Cells in the KV cache (llama.cpp rounds the request up to a multiple of 256).
+        self.n_ctx = int(llama_cpp.llama_n_ctx(ptr))
 
     @property
     def ptr(self) -> Any:

@@ -25,8 +25,9 @@ from .tools import (
 
 __all__ = ["PromptError", "ServedModel"]
 
-#: Used when the model was trained on more: KV memory grows with context x slots.
-DEFAULT_MAX_CONTEXT = 4096
+#: KV cells in the pool unless ``--kv-size`` says otherwise (as much KV memory as the
+#: former 4 slots x 4096 tokens), and the longest default context per sequence.
+DEFAULT_KV_CELLS = 16384
 
 
 class ServedModel:
@@ -60,7 +61,8 @@ class ServedModel:
     ) -> ServedModel:
         """Load weights, pick the chat template and start the engine.
 
-        ``options.ctx_size`` 0 means the model's training context, at most 4096.
+        ``options.ctx_size`` 0 means the model's training context, at most the pool's size;
+        ``options.kv_size`` 0 means 16384 cells, or ``ctx_size`` when that is larger.
         Raises :class:`~model.llama.ModelLoadError` or :class:`~model.template.TemplateError`
         (also when the template fails on a sample conversation, see :mod:`model.prompt`).
         """
@@ -75,8 +77,11 @@ class ServedModel:
             prompt = ChatPrompt(model, template)
             prompt.check()
             if not options.ctx_size:
-                ctx_size = min(model.n_ctx_train, DEFAULT_MAX_CONTEXT)
-                options = dataclasses.replace(options, ctx_size=ctx_size)
+                pool = options.kv_size or DEFAULT_KV_CELLS
+                options = dataclasses.replace(options, ctx_size=min(model.n_ctx_train, pool))
+            if not options.kv_size:
+                kv_size = max(options.ctx_size, DEFAULT_KV_CELLS)
+                options = dataclasses.replace(options, kv_size=kv_size)
             engine = Engine(model, options, dispatch)
         except BaseException:
             model.close()
