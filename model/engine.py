@@ -92,10 +92,12 @@ class Engine:
         self._schedule = Scheduler(self._pool, self._cond, self._seat)
         self._queue = self._schedule.queue
         self._resume = self._schedule.resume
-        #: Wall time of the loop iterations that decoded, and of llama_decode in them: the
-        #: difference is the host's share (batch, sampling, detokenizing, stops, dispatch).
-        self._step_ns = 0
+        #: This thread's CPU time in the loop iterations that decoded, outside llama_decode:
+        #: the host's work (batch, sampling, detokenizing, stops, dispatch). Decode wall
+        #: time too, for the share; and this thread's CPU clock around the last decode.
+        self._host_ns = 0
         self._decode_ns = 0
+        self._decode_at = (0, 0)
         self._stopping = False
         self._steps = 0
         self._admitted = 0
@@ -192,7 +194,7 @@ class Engine:
             self._pool.cells,
             self._schedule.preempted,
             self._pool.evictions,
-            self._step_ns / 1e9,
+            self._host_ns / 1e9,
             self._decode_ns / 1e9,
         )
 
@@ -209,7 +211,8 @@ class Engine:
                     busy = self._queue or any(s.sequence for s in self._slots)
                     self._cond.wait(timeout=0.1 if busy else None)
             events: Outbox = []
-            started = time.perf_counter_ns()
+            # CPU time of this thread: what the loop costs, whatever else the machine runs.
+            started = time.thread_time_ns()
             steps = self._steps
             try:
                 now = time.monotonic()
@@ -223,7 +226,10 @@ class Engine:
             if events:
                 self._dispatch(events)
             if self._steps != steps:
-                self._step_ns += time.perf_counter_ns() - started
+                # Measured around the decode call, never as a difference with its much
+                # larger time, which would drown the host's share in that time's noise.
+                before = self._decode_at[0] - started
+                self._host_ns += before + time.thread_time_ns() - self._decode_at[1]
         events = []
         for sequence in list(self._running()):
             events.extend((sequence.sink, e) for e in sequence.finish("cancelled"))
@@ -377,18 +383,24 @@ class Engine:
                 sampled.append((slot, sequence, index))
         if batch.n == 0:
             return
-        started = time.perf_counter_ns()
+        started, wall = time.thread_time_ns(), time.perf_counter_ns()
         rc = self._ctx.decode(batch)
-        self._decode_ns += time.perf_counter_ns() - started
+        self._decode_ns += time.perf_counter_ns() - wall
+        self._decode_at = (started, time.thread_time_ns())
         self._steps += 1
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc} for a batch of {batch.n} tokens")
+        best = self._argmax(sampled)
         for _slot, sequence, index in list(sampled):
             if sequence.phase is Phase.PROMPT and sequence.forks:
                 # The other choices sample their first token from these same logits.
                 sampled.extend((self._slots[f.slot], f, index) for f in self._fork(sequence))
         for slot, sequence, index in sampled:
-            picked = self._sample(sequence, index, events)
+            assert sequence.sampler is not None
+            if best is not None and sequence.sampler.argmax:
+                picked: int | None = best[index]
+            else:
+                picked = self._sample(sequence, index, events)
             if picked is None:
                 continue
             token = picked
@@ -404,6 +416,18 @@ class Engine:
             events.extend((sequence.sink, e) for e in produced)
             if sequence.phase is Phase.DONE:
                 self._release(sequence)
+
+    def _argmax(self, sampled: list[tuple[Slot, Sequence, int]]) -> dict[int, int] | None:
+        """The highest logit's token at each batch position that has logits, when some
+        sequence of this step takes just that (see :attr:`Sampler.argmax`).
+
+        One array operation for the whole step: the logits of every sampled position lie
+        row after row, in batch order, which is the order of ``sampled``.
+        """
+        if not any(s.sampler is not None and s.sampler.argmax for _, s, _ in sampled):
+            return None
+        best = self._ctx.logits(len(sampled)).argmax(axis=1).tolist()
+        return {index: token for (_, _, index), token in zip(sampled, best, strict=True)}
 
     def _sample(self, sequence: Sequence, index: int, events: Outbox) -> int | None:
         """The sequence's next token; None when its grammar ended it (events say why)."""

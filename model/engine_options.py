@@ -59,7 +59,8 @@ class EngineStats:
     preempted: int
     #: Idle cached prefixes dropped to make room.
     kv_evictions: int
-    #: Seconds of the engine loop's decode steps, and of ``llama_decode`` inside them; the
-    #: difference is host time (batch building, sampling, detokenizing, stops, dispatch).
-    step_seconds: float
+    #: CPU seconds the engine thread spent in its decode steps outside ``llama_decode``
+    #: (batch building, sampling, detokenizing, stop matching, dispatch).
+    host_seconds: float
+    #: Wall seconds inside ``llama_decode``.
     decode_seconds: float

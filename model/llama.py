@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
+import numpy.typing as npt
 
 from .errors import LoadError
 
@@ -107,6 +109,9 @@ class LlamaModel:
         self.bos = int(llama_cpp.llama_vocab_bos(self.vocab))
         self.eos = int(llama_cpp.llama_vocab_eos(self.vocab))
         self._piece_buf = ctypes.create_string_buffer(256)
+        #: Pieces already asked for (special=False): the hot path is then a dict lookup,
+        #: not a ctypes call and a copy. Bounded by the vocabulary.
+        self._pieces: dict[int, bytes] = {}
 
     @property
     def ptr(self) -> Any:
@@ -184,6 +189,14 @@ class LlamaModel:
 
         Not thread-safe (shared buffer): the engine thread is the only caller on the hot path.
         """
+        if not special:
+            found = self._pieces.get(token)
+            if found is None:
+                found = self._pieces[token] = self._read_piece(token, special=False)
+            return found
+        return self._read_piece(token, special=True)
+
+    def _read_piece(self, token: int, *, special: bool) -> bytes:
         buf = self._piece_buf
         n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         if n < 0:
@@ -227,6 +240,7 @@ class LlamaContext:
                 "sequences (out of memory? try a smaller --kv-size)"
             )
         self._ptr: Any = ptr
+        self._n_vocab = model.n_vocab
         self.memory: Any = llama_cpp.llama_get_memory(ptr)
         #: Cells in the KV cache (llama.cpp rounds the request up to a multiple of 256).
         self.n_ctx = int(llama_cpp.llama_n_ctx(ptr))
@@ -237,6 +251,12 @@ class LlamaContext:
 
     def decode(self, batch: Batch) -> int:
         return int(llama_cpp.llama_decode(self._ptr, batch.raw))
+
+    def logits(self, rows: int) -> npt.NDArray[np.float32]:
+        """The last decode's logits, one row of ``n_vocab`` per batch position that asked
+        for them, in batch order: a view, valid until the next decode."""
+        data = llama_cpp.llama_get_logits(self._ptr)
+        return np.ctypeslib.as_array(data, shape=(rows, self._n_vocab))
 
     def forget(self, seq_id: int, start: int = -1) -> None:
         """Drop a sequence's KV cells from position ``start`` on (all of them by default)."""

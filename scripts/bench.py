@@ -9,6 +9,8 @@
   them (``scripts/bench --only encode``);
 * grammar: the per-token cost of a constrained stream (``json_object``, ``json_schema``)
   against the same stream unconstrained, through the server;
+* host: the engine's host time per decode step (all but ``llama_decode``) at 1, 8 and 32
+  sequences, in process (``scripts/bench --only host``);
 * prompt: building a chat prompt from a 1 MB message (render and tokenize, in process), against
   rendering it and tokenizing it whole with special parsing, as Sluice did before it kept
   client text from forming special tokens.
@@ -39,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench_encode import encode_cost  # noqa: E402
+from bench_host import host_time  # noqa: E402
 
 from model.source import resolve_model  # noqa: E402
 
@@ -531,7 +534,7 @@ def main() -> None:
     parser.add_argument("--grammar-tokens", type=int, default=128)
     parser.add_argument(
         "--only",
-        choices=["single", "sweep", "grammar", "encode", "prompt"],
+        choices=["single", "sweep", "grammar", "encode", "prompt", "host"],
         help="run one part only",
     )
     args = parser.parse_args()
@@ -562,6 +565,8 @@ def main() -> None:
         grammar_cost(args, thread_counts[0])
     if args.only in (None, "prompt"):
         prompt_building(args, path)
+    if args.only in (None, "host"):
+        host_time(path, tokens=args.tokens, runs=3)
 
 
 if __name__ == "__main__":

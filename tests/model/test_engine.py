@@ -108,3 +108,40 @@ def test_close_is_bounded_while_the_engine_thread_is_busy(llama_model: LlamaMode
     assert engine.close() is False  # gave up waiting; nothing freed under the thread
     release.set()
     assert engine.close() is True  # the thread has stopped now: freed
+
+
+def test_one_dispatch_per_step_and_argmax_picks_what_the_greedy_sampler_picks(
+    llama_model: LlamaModel,
+) -> None:
+    calls: list[int] = []
+
+    def counting_dispatch(events: Sequence[tuple[SequenceSink, Event]]) -> None:
+        calls.append(len(events))
+        dispatch(events)
+
+    prompts = [_prompt(llama_model, f"{n}. Once upon a time, a fox") for n in range(4)]
+    texts: list[list[str]] = []
+    # A zero bias changes no logit but takes the sequence off the batched argmax path,
+    # through llama.cpp's own greedy sampler.
+    for sampling in (_GREEDY, SamplingParams(temperature=0, logit_bias={0: 0.0})):
+        engine = Engine(
+            llama_model, EngineOptions(slots=4, ctx_size=256, threads=1), counting_dispatch
+        )
+        engine.start()
+        try:
+            sinks = [CollectingSink() for _ in prompts]
+            for prompt, sink in zip(prompts, sinks, strict=True):
+                engine.submit(
+                    GenerationRequest(prompt, sampling, max_tokens=16, ignore_eos=True), sink
+                )
+            for sink in sinks:
+                assert sink.wait().reason == "length"
+            steps = engine.stats().steps
+        finally:
+            assert engine.close()
+        texts.append([sink.text for sink in sinks])
+        # Every step's events leave in one call, never one call per event.
+        assert len(calls) <= steps
+        assert sum(calls) > len(calls) * 2  # several sequences' events share a call
+        calls.clear()
+    assert texts[0] == texts[1]
