@@ -14,7 +14,7 @@ class EngineOptions:
     #: Context per sequence (prompt plus completion), in tokens.
     ctx_size: int = 4096
     #: KV cells shared by all sequences (at least ``ctx_size``; llama.cpp rounds up to 256).
-    kv_size: int = 16384
+    kv_size: int = 8192
     #: Tokens per decode step, shared by decoding sequences and prompt chunks.
     batch_size: int = 512
     #: Prompt tokens read per step while other sequences are decoding, so a long prompt

@@ -44,7 +44,7 @@ class ModelSettings:
     slots: int = 8
     #: Tokens per sequence; 0: the model's training context, at most the KV pool.
     ctx_size: int = 0
-    #: KV cells shared by all sequences; 0: 16384, or ``ctx_size`` when larger.
+    #: KV cells shared by all sequences; 0: 8192, or ``ctx_size`` when larger.
     kv_size: int = 0
     batch_size: int = 512
     prefill_chunk: int = 128

@@ -11,6 +11,11 @@
   against the same stream unconstrained, through the server;
 * host: the engine's host time per decode step (all but ``llama_decode``) at 1, 8 and 32
   sequences, in process (``scripts/bench --only host``);
+* cold: where the cold start goes (socket bound, ready, imports, model read, KV pool,
+  template, first decode; ``scripts/bench --only cold``);
+* server: against llama.cpp's ``llama-server`` built from the vendored llama.cpp, at 1, 8
+  and 16 concurrent streams, and cold start of both (``--vs-llama-server`` or
+  ``--only server``; the build happens on demand, into ``~/.cache/sluice-bench``);
 * prompt: building a chat prompt from a 1 MB message (render and tokenize, in process), against
   rendering it and tokenizing it whole with special parsing, as Sluice did before it kept
   client text from forming special tokens.
@@ -40,8 +45,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_cold import cold_breakdown  # noqa: E402
 from bench_encode import encode_cost  # noqa: E402
 from bench_host import host_time  # noqa: E402
+from bench_server import compare_servers  # noqa: E402
 
 from model.source import resolve_model  # noqa: E402
 
@@ -533,8 +540,17 @@ def main() -> None:
     )
     parser.add_argument("--grammar-tokens", type=int, default=128)
     parser.add_argument(
+        "--vs-llama-server",
+        action="store_true",
+        help="also compare with llama.cpp's llama-server (built on demand, see bench_server.py)",
+    )
+    parser.add_argument(
+        "--server-concurrency", default="1,8,16", help="concurrent streams against llama-server"
+    )
+    parser.add_argument("--server-rounds", type=int, default=2, help="alternating rounds per level")
+    parser.add_argument(
         "--only",
-        choices=["single", "sweep", "grammar", "encode", "prompt", "host"],
+        choices=["single", "sweep", "grammar", "encode", "prompt", "host", "cold", "server"],
         help="run one part only",
     )
     args = parser.parse_args()
@@ -567,6 +583,11 @@ def main() -> None:
         prompt_building(args, path)
     if args.only in (None, "host"):
         host_time(path, tokens=args.tokens, runs=3)
+    if args.only in (None, "cold"):
+        cold_breakdown(thread_counts[0], runs=5)
+    if args.only == "server" or (args.only is None and args.vs_llama_server):
+        levels = tuple(int(n) for n in args.server_concurrency.split(","))
+        compare_servers(path, thread_counts[0], levels, args.tokens, args.server_rounds)
 
 
 if __name__ == "__main__":

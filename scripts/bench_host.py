@@ -64,9 +64,8 @@ def host_time(
         f"\nengine host time per decode step ({tokens} tokens per sequence, in process, "
         "1 llama.cpp thread, median of runs)"
     )
-    print(
-        f"{'sequences':>10}{'sampling':>10}{'host CPU us/step':>18}{'decode ms/step':>16}{'share':>8}"
-    )
+    header = f"{'sequences':>10}{'sampling':>10}{'host CPU us/step':>18}"
+    print(f"{header}{'decode ms/step':>16}{'share':>8}")
     for sampling_name, sampling in (
         ("greedy", SamplingParams(temperature=0)),
         ("default", SamplingParams()),

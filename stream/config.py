@@ -46,7 +46,7 @@ class Config:
     gpu_layers: int = _opt(-1, "layers to offload to the GPU (-1: all)")
     threads: int = _opt(0, "CPU threads for llama.cpp (0: all cores)")
     slots: int = _opt(8, "sequences generated at once (a scheduling limit, not memory)")
-    kv_size: int = _opt(0, "KV cache cells shared by all sequences (0: 16384 or --ctx-size)")
+    kv_size: int = _opt(0, "KV cache cells shared by all sequences (0: 8192 or --ctx-size)")
     batch_size: int = _opt(512, "tokens per decode step")
     prefill_chunk: int = _opt(128, "prompt tokens read per step while others decode")
     max_queue: int = _opt(64, "requests allowed to wait for a slot")
