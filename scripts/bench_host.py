@@ -13,6 +13,7 @@ about a millisecond, it is what the Python loop adds to every step.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import sys
 import threading
@@ -49,7 +50,8 @@ def _loop_thread() -> asyncio.AbstractEventLoop:
 def host_time(
     path: Path, counts: Sequence[int] = (1, 8, 32), tokens: int = 128, runs: int = 3
 ) -> None:
-    model = LlamaModel(path, n_gpu_layers=0)
+    # 0 on a CPU; scripts/bench-gpu sets SLUICE_BENCH_NGL=999 to offload every layer.
+    model = LlamaModel(path, n_gpu_layers=int(os.environ.get("SLUICE_BENCH_NGL", "0")))
     loop = _loop_thread()
 
     def deliver(events: Sequence[tuple[SequenceSink, Event]]) -> None:
@@ -62,7 +64,7 @@ def host_time(
 
     print(
         f"\nengine host time per decode step ({tokens} tokens per sequence, in process, "
-        "1 llama.cpp thread, median of runs)"
+        f"1 llama.cpp thread, median of {runs} runs)"
     )
     header = f"{'sequences':>10}{'sampling':>10}{'host CPU us/step':>18}"
     print(f"{header}{'decode ms/step':>16}{'share':>8}")

@@ -48,7 +48,9 @@ class Stream:
 def llama_server_binary() -> Path:
     """Build (once) and return ``llama-server`` from the vendored llama.cpp."""
     version = metadata.version("llama_cpp_python")
-    build = CACHE / f"build-{version}"
+    flags = os.environ.get("CMAKE_ARGS", "").split()
+    # A CUDA build (CMAKE_ARGS=-DGGML_CUDA=on) gets its own directory.
+    build = CACHE / f"build-{version}{'-cuda' if '-DGGML_CUDA=on' in flags else ''}"
     binary = build / "bin" / "llama-server"
     if binary.exists():
         return binary
@@ -63,7 +65,7 @@ def llama_server_binary() -> Path:
     generator = ["-G", "Ninja"] if shutil.which("ninja") else []
     options = ["-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF"]
     options += ["-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF"]
-    options += os.environ.get("CMAKE_ARGS", "").split()
+    options += flags
     vendored = source / "vendor" / "llama.cpp"
     subprocess.run(
         ["cmake", "-S", str(vendored), "-B", str(build), *generator, *options], check=True
@@ -94,6 +96,8 @@ def launch(
     else:
         command = [str(llama_server_binary()), "-m", str(model), "--host", "127.0.0.1"]
         command += ["--port", str(port), "-t", str(threads), "-tb", str(threads), "-c", str(ctx)]
+        # Layers on the GPU: none by default (as Sluice on a CPU-only build), all for the
+        # GPU bench (scripts/bench-gpu sets SLUICE_BENCH_NGL=999).
         command += ["-ngl", os.environ.get("SLUICE_BENCH_NGL", "0"), "--log-disable"]
         if slots:
             command += ["-np", str(slots)]
