@@ -36,8 +36,8 @@ class CollectingSink:
             if self._left == 0:
                 self.finished.set()
 
-    def wait(self) -> Finished:
-        assert self.finished.wait(WAIT), "the request did not finish"
+    def wait(self, timeout: float = WAIT) -> Finished:
+        assert self.finished.wait(timeout), "the request did not finish"
         last = self.events[-1]
         assert isinstance(last, Finished)
         return last
