@@ -190,7 +190,8 @@ class Engine:
             self._expired,
             self._gone,
             self._evicted,
-            sum(len(slot.cached) for slot in self._slots),
+            # Choices sharing a prompt count it once each (see model.kv_pool): capped.
+            min(self._pool.used(), self._pool.cells),
             self._pool.cells,
             self._schedule.preempted,
             self._pool.evictions,

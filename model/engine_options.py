@@ -10,7 +10,7 @@ __all__ = ["EngineOptions", "EngineStats"]
 @dataclass(frozen=True, slots=True)
 class EngineOptions:
     #: Sequences decoded together: a scheduling limit, not a share of memory.
-    slots: int = 8
+    slots: int = 16
     #: Context per sequence (prompt plus completion), in tokens.
     ctx_size: int = 4096
     #: KV cells shared by all sequences (at least ``ctx_size``; llama.cpp rounds up to 256).

@@ -41,7 +41,7 @@ class ModelSettings:
     gpu_layers: int = -1
     #: ``chatml``, ``plain``, a file or inline Jinja; None: the model's own.
     chat_template: str | None = None
-    slots: int = 8
+    slots: int = 16
     #: Tokens per sequence; 0: the model's training context, at most the KV pool.
     ctx_size: int = 0
     #: KV cells shared by all sequences; 0: 8192, or ``ctx_size`` when larger.

@@ -162,5 +162,6 @@ class Scheduler:
                     fork.phase = Phase.QUEUED
         sequence.phase = Phase.QUEUED
         sequence.prompt_pos = 0
+        sequence.paused_since = None  # waiting for room is not its client's stall
         with self._cond:
             self.queue.appendleft(sequence)

@@ -312,14 +312,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def sweep(args: argparse.Namespace, threads: int) -> None:
-    """Concurrent streams through the batching engine vs. the same load one at a time."""
+    """Concurrent streams on servers with different ``--slots``: batching against queueing
+    (``--slots 1`` is one request at a time)."""
     levels = [int(c) for c in args.sweep.split(",")]
     print(f"\nconcurrency sweep, {threads} thread(s), {args.sweep_tokens} tokens per stream")
     print(
-        f"{'mode':>9}{'streams':>8}{'done':>6}{'aggregate tok/s':>17}{'per-stream tok/s':>18}"
+        f"{'mode':>10}{'streams':>8}{'done':>6}{'aggregate tok/s':>17}{'per-stream tok/s':>18}"
         f"{'TTFT p50':>11}{'TTFT p95':>11}"
     )
-    for mode, slots in (("batched", max(levels)), ("serial", 1)):
+    for slots in (int(n) for n in args.sweep_slots.split(",")):
+        mode = f"slots {slots}"
         port = free_port()
         process, _ = start_service(
             args, port, threads, "--slots", str(slots), "--max-queue", str(max(levels))
@@ -335,7 +337,7 @@ def sweep(args: argparse.Namespace, threads: int) -> None:
                 runs = [r for r in results if isinstance(r, Run)]
                 total = sum(r.tokens for r in runs)
                 print(
-                    f"{mode:>9}{level:>8}{len(runs):>6}{total / wall:>17.1f}"
+                    f"{mode:>10}{level:>8}{len(runs):>6}{total / wall:>17.1f}"
                     f"{statistics.median(r.rate for r in runs):>18.1f}"
                     f"{percentile([r.ttft for r in runs], 0.5) * 1000:>8.0f} ms"
                     f"{percentile([r.ttft for r in runs], 0.95) * 1000:>8.0f} ms"
@@ -535,6 +537,11 @@ def main() -> None:
     parser.add_argument("--cold-starts", type=int, default=3)
     parser.add_argument("--sweep", default="1,4,8,16", help="concurrent streams to try")
     parser.add_argument("--sweep-tokens", type=int, default=64)
+    parser.add_argument(
+        "--sweep-slots",
+        default="1,4,8,16",
+        help="--slots settings to sweep (1: one request at a time, the rest queue)",
+    )
     parser.add_argument(
         "--encode-chunks", type=int, default=100_000, help="token chunks per encode run"
     )

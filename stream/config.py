@@ -45,7 +45,7 @@ class Config:
     ctx_size: int = _opt(0, "context per sequence in tokens (0: the model's, at most the pool)")
     gpu_layers: int = _opt(-1, "layers to offload to the GPU (-1: all)")
     threads: int = _opt(0, "CPU threads for llama.cpp (0: all cores)")
-    slots: int = _opt(8, "sequences generated at once (a scheduling limit, not memory)")
+    slots: int = _opt(16, "sequences generated at once (a scheduling limit, not memory)")
     kv_size: int = _opt(0, "KV cache cells shared by all sequences (0: 8192 or --ctx-size)")
     batch_size: int = _opt(512, "tokens per decode step")
     prefill_chunk: int = _opt(128, "prompt tokens read per step while others decode")

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from model.engine import Engine, EngineOptions
+from model.events import Delta, Finished
 from model.llama import LlamaModel
 from model.params import GenerationRequest, SamplingParams
 from model.served import ServedModel
@@ -131,3 +132,36 @@ def test_prefix_reuse_works_after_eviction(llama_model: LlamaModel) -> None:
         assert b.tokens == c.tokens == 4
     finally:
         assert engine.close()
+
+
+@pytest.mark.timeout(600)
+def test_choices_that_outgrow_the_pool_all_complete(llama_model: LlamaModel) -> None:
+    # Three choices of one request share the prompt's cells in llama.cpp, but the pool counts
+    # each as holding its own: 3 x (100 + 150) cells against 512, so some give way and come
+    # back. Greedy, every choice gives the text the request gives alone.
+    prompt = _counting(llama_model, 300, 100)
+    alone = _engine(llama_model, slots=1, ctx_size=256, kv_size=256)
+    try:
+        (one,) = _run(alone, [GenerationRequest(prompt, _GREEDY, max_tokens=150, ignore_eos=True)])
+    finally:
+        assert alone.close()
+    engine = _engine(llama_model, slots=3, ctx_size=256, kv_size=512)
+    try:
+        sink = CollectingSink(choices=3)
+        engine.submit(
+            GenerationRequest(prompt, _GREEDY, max_tokens=150, ignore_eos=True, n=3), sink
+        )
+        sink.wait()
+        stats = engine.stats()
+    finally:
+        assert engine.close()
+    assert stats.preempted > 0
+    texts = ["", "", ""]
+    for event in sink.events:
+        if isinstance(event, Delta):
+            texts[event.index] += event.text
+    finished = [e for e in sink.events if isinstance(e, Finished)]
+    assert sorted((e.index, e.reason, e.usage.completion_tokens) for e in finished) == [
+        (i, "length", 150) for i in range(3)
+    ]
+    assert texts == [one.text] * 3
