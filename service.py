@@ -16,7 +16,7 @@ import socket
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from starlette.types import Receive, Scope, Send
 
@@ -24,13 +24,15 @@ from model.registry import ModelRegistry, ModelSettings
 from model.source import ModelSourceError, ResolvedModel, resolve_model
 from stream import probes
 from stream.access import JSONLogFormatter
-from stream.adapters import chat, completions, models
+from stream.adapters import chat, completions, embeddings, messages, models, responses, tokens
 from stream.app import Sluice
 from stream.config import SECONDS, Config
 from stream.metrics import Metrics
 from stream.pipeline import Pipeline
-from stream.plan import Limits
+from stream.plan import Adapter, Limits
+from stream.resume import MemoryStreamStore
 from stream.routes import Route, RouteTable
+from stream.transports.resumable import ResumableSSE
 
 if TYPE_CHECKING:
     from hypercorn.config import Config as HypercornConfig
@@ -53,33 +55,71 @@ def create_app(config: Config | None = None, resolved: ResolvedModel | None = No
             _exit(str(exc))
     registry = ModelRegistry(strict_names=config.strict_model_names)
     metrics = Metrics(registry.figures)
+    streams = MemoryStreamStore(
+        window=config.resume_window,
+        per_stream=config.resume_buffer,
+        total=config.resume_buffer_total,
+        registry=metrics.registry,
+    )
+    pipeline = _pipeline(config, registry, metrics, streams)
     try:
         return Sluice(
             config,
             registry,
-            _routes(config, registry, metrics),
+            _routes(config, registry, metrics, pipeline),
             metrics,
             model=_model_settings(config),
             resolved=resolved,
+            websockets={path: pipeline.websocket(api) for path, api in _WEBSOCKET_APIS.items()},
+            services=[streams.running],
         )
     except OSError as exc:  # the API key file
         _exit(f"cannot read the API key file: {exc}")
 
 
-def _routes(config: Config, registry: ModelRegistry, metrics: Metrics) -> RouteTable:
-    limits = Limits(
+#: The APIs a WebSocket serves, on their own paths.
+_WEBSOCKET_APIS: dict[str, Adapter[Any]] = {
+    "/v1/chat/completions": chat.ADAPTER,
+    "/v1/completions": completions.ADAPTER,
+}
+
+
+def _limits(config: Config) -> Limits:
+    return Limits(
         max_messages=config.max_messages,
         max_tokens=config.max_tokens_limit,
         request_timeout=config.request_timeout,
         max_request_timeout=config.max_request_timeout,
     )
-    pipeline = Pipeline(
+
+
+def _pipeline(
+    config: Config, registry: ModelRegistry, metrics: Metrics, streams: MemoryStreamStore
+) -> Pipeline:
+    return Pipeline(
         registry,
         metrics,
-        limits=limits,
+        limits=_limits(config),
         stream_buffer=config.stream_buffer,
         heartbeat_interval=config.heartbeat_interval,
+        resumable=ResumableSSE(
+            streams, url="/v1/streams/", heartbeat_interval=config.heartbeat_interval
+        ),
+        resumable_default=config.resumable_default,
+        owned=bool(config.api_keys or config.api_key_file),
+        websocket_requests=config.websocket_requests,
     )
+
+
+def _routes(
+    config: Config, registry: ModelRegistry, metrics: Metrics, pipeline: Pipeline
+) -> RouteTable:
+    store = responses.ResponseStore(
+        max_count=config.responses_store_size,
+        max_bytes=config.responses_store_bytes,
+        ttl=config.responses_ttl,
+    )
+    private = bool(config.api_keys or config.api_key_file)
     return RouteTable(
         {
             "/health": Route({"GET": probes.health(registry)}, public=True),
@@ -89,6 +129,26 @@ def _routes(config: Config, registry: ModelRegistry, metrics: Metrics) -> RouteT
             "/v1/models/{id}": Route({"GET": models.model(registry)}),
             "/v1/chat/completions": Route({"POST": pipeline.handler(chat.ADAPTER)}),
             "/v1/completions": Route({"POST": pipeline.handler(completions.ADAPTER)}),
+            "/v1/streams/{id}": Route({"GET": pipeline.resume}),
+            "/v1/responses": Route(
+                {"POST": responses.create(pipeline.generate, store, private=private)}
+            ),
+            "/v1/responses/{id}": Route(
+                {
+                    "GET": responses.retrieve(store, private=private),
+                    "DELETE": responses.delete(store, private=private),
+                }
+            ),
+            "/v1/embeddings": Route({"POST": embeddings.embeddings(registry)}),
+            "/tokenize": Route({"POST": tokens.tokenize(registry)}),
+            "/detokenize": Route({"POST": tokens.detokenize(registry)}),
+            "/v1/messages": Route(
+                {"POST": pipeline.handler(messages.ADAPTER)}, error_body=messages.error_body
+            ),
+            "/v1/messages/count_tokens": Route(
+                {"POST": messages.count_tokens(registry, _limits(config))},
+                error_body=messages.error_body,
+            ),
         }
     )
 
@@ -98,6 +158,9 @@ def _model_settings(config: Config) -> ModelSettings:
         name=config.served_model_name,
         gpu_layers=config.gpu_layers,
         chat_template=config.chat_template,
+        tool_format=config.tool_format,
+        reasoning_budget=None if config.reasoning_budget < 0 else config.reasoning_budget,
+        reasoning_format="none" if config.reasoning_format == "none" else "auto",
         slots=config.slots,
         ctx_size=config.ctx_size,
         kv_size=config.kv_size,
@@ -106,6 +169,7 @@ def _model_settings(config: Config) -> ModelSettings:
         threads=config.threads or os.cpu_count() or 1,
         max_queue=config.max_queue,
         stall_timeout=config.stall_timeout,
+        embedding_model=config.embedding_model,
     )
 
 
@@ -168,6 +232,10 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     # Sluice drains streams itself (Config.shutdown_grace) before Hypercorn stops, so
     # Hypercorn's own grace only has to cover the last frames.
     hypercorn.graceful_timeout = 10 * SECONDS
+    # WebSockets: Hypercorn pings idle sockets, answers pings, and closes with 1009 a
+    # message larger than a request body may be.
+    hypercorn.websocket_ping_interval = config.heartbeat_interval
+    hypercorn.websocket_max_message_size = config.max_body_size
     return hypercorn
 
 

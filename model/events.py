@@ -31,6 +31,8 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    #: Completion tokens spent reasoning (a think block, harmony's analysis channel).
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -58,12 +60,15 @@ class Delta:
     """New output text of choice ``index``, and how many sampled tokens it accounts for.
 
     ``logprobs`` (when asked for) covers exactly the tokens whose bytes this text completes.
+    ``reasoning``: new reasoning text (a chat answer read by its model family), apart from
+    the answer's ``text``.
     """
 
     text: str
     tokens: int
     index: int = 0
     logprobs: tuple[TokenLogprobs, ...] = ()
+    reasoning: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,8 @@ class Finished:
     #: For the server's reasons (cancelled, deadline, error): a client-safe description.
     message: str = ""
     index: int = 0
+    #: For ``stop`` at a stop string (not an end-of-generation token): that string.
+    stop_sequence: str | None = None
 
 
 Event = Delta | ToolCallDelta | Finished

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from .errors import LoadError
 
 __all__ = [
     "Batch",
+    "EmbeddingContext",
     "LlamaContext",
     "LlamaModel",
     "ModelLoadError",
@@ -86,6 +88,13 @@ _FOUND_BY_TEXT = (
     | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
 )
 _ONLY_WITH_PARSE_SPECIAL = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+
+
+# Pooling types (llama.h, enum llama_pooling_type).
+_POOL_UNSPECIFIED = llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED
+_POOL_NONE = llama_cpp.LLAMA_POOLING_TYPE_NONE
+_POOL_MEAN = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+_POOL_RANK = llama_cpp.LLAMA_POOLING_TYPE_RANK
 
 
 def gpu_offload_supported() -> bool:
@@ -211,6 +220,28 @@ class LlamaModel:
             return bigger.raw[:n]
         return buf.raw[:n]
 
+    def pieces(self, tokens: Sequence[int], *, special: bool) -> list[bytes]:
+        """Raw bytes of each token (``special``: control tokens as their text, else empty).
+
+        Thread-safe (a buffer per call), for request threads; ids must be in the vocabulary.
+        """
+        buf = ctypes.create_string_buffer(256)
+        found = []
+        for token in tokens:
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
+            if n < 0:
+                bigger = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self.vocab, token, bigger, -n, 0, special)
+                found.append(bigger.raw[:n])
+            else:
+                found.append(buf.raw[:n])
+        return found
+
+    def text_of(self, tokens: Sequence[int], *, special: bool = False) -> str:
+        """The text of ``tokens`` (special ones as written when ``special``); unlike
+        :meth:`piece`, safe on any thread (its own buffer)."""
+        return b"".join(self.pieces(tokens, special=special)).decode("utf-8", "replace")
+
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
 
@@ -277,6 +308,69 @@ class LlamaContext:
     def copy(self, source: int, target: int) -> None:
         """Make sequence ``target``'s KV a copy of ``source``'s (across KV streams too)."""
         llama_cpp.llama_memory_seq_cp(self.memory, source, target, -1, -1)
+
+    def close(self) -> None:
+        if self._ptr:
+            llama_cpp.llama_free(self._ptr)
+            self._ptr = None
+
+
+class EmbeddingContext:
+    """A llama.cpp context computing pooled embeddings: the model's pooling type, or mean
+    pooling when it has none. Sequences share its ``n_ctx`` cells (a unified KV cache) and
+    each decode reads whole sequences (``n_ubatch`` = ``n_ctx``); the cache is cleared after
+    every batch. Owned by one thread.
+    """
+
+    def __init__(self, model: LlamaModel, *, n_ctx: int, n_seq: int, n_threads: int) -> None:
+        self.n_embd = int(llama_cpp.llama_model_n_embd_out(model.ptr))
+        self._ptr: Any = self._create(model, n_ctx, n_seq, n_threads, _POOL_UNSPECIFIED)
+        self.pooling = int(llama_cpp.llama_pooling_type(self._ptr))
+        if self.pooling == _POOL_NONE:  # a generative model: mean of its last hidden states
+            llama_cpp.llama_free(self._ptr)
+            self._ptr = self._create(model, n_ctx, n_seq, n_threads, _POOL_MEAN)
+            self.pooling = _POOL_MEAN
+        elif self.pooling == _POOL_RANK:
+            self.close()
+            raise ModelLoadError(f"{model.path} is a reranking model: it gives scores, not vectors")
+        self.memory: Any = llama_cpp.llama_get_memory(self._ptr)
+        self.n_ctx = int(llama_cpp.llama_n_ctx(self._ptr))
+        self.n_seq = n_seq
+
+    @staticmethod
+    def _create(model: LlamaModel, n_ctx: int, n_seq: int, n_threads: int, pooling: int) -> Any:
+        params = llama_cpp.llama_context_default_params()
+        params.embeddings = True
+        params.pooling_type = pooling
+        params.n_ctx = n_ctx
+        params.n_batch = n_ctx
+        params.n_ubatch = n_ctx
+        params.n_seq_max = n_seq
+        params.kv_unified = True
+        params.n_threads = n_threads
+        params.n_threads_batch = n_threads
+        params.no_perf = True
+        ptr = llama_cpp.llama_init_from_model(model.ptr, params)
+        if not ptr:
+            raise ModelLoadError(f"llama.cpp could not create an embedding context of {n_ctx}")
+        return ptr
+
+    def embed(self, batch: Batch, n_seq: int) -> list[list[float]]:
+        """Decode ``batch`` (sequence ids 0 to ``n_seq`` - 1, each from position 0) and return
+        each sequence's pooled vector, not normalized. :raises RuntimeError: decode failed."""
+        try:
+            status = int(llama_cpp.llama_decode(self._ptr, batch.raw))
+            if status != 0:
+                raise RuntimeError(f"llama_decode returned {status} computing embeddings")
+            vectors = []
+            for seq in range(n_seq):
+                pointer = llama_cpp.llama_get_embeddings_seq(self._ptr, seq)
+                if not pointer:
+                    raise RuntimeError(f"llama.cpp gave no embedding for sequence {seq}")
+                vectors.append(pointer[: self.n_embd])
+            return vectors
+        finally:
+            llama_cpp.llama_memory_clear(self.memory, True)
 
     def close(self) -> None:
         if self._ptr:

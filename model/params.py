@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .chat_output import ChatOutput
 
 __all__ = ["GenerationRequest", "Grammar", "SamplingParams"]
 
@@ -70,3 +74,6 @@ class GenerationRequest:
     grammar: Grammar | None = None
     #: Functions the output may call (parsed into tool calls); None: plain text output.
     tools: tuple[str, ...] | None = None
+    #: How a chat answer is read by its model family (reasoning, the family's calls); when
+    #: set, ``tools`` is not used.
+    output: ChatOutput | None = None

@@ -4,7 +4,10 @@ template's own markup becomes special tokens (see :mod:`model.special_tokens`).
 Client text is every string of the messages (contents, names, tool calls and results, Sluice's
 generic tools prompt) and of the tools given to a template natively (names, descriptions,
 parameter schemas, keys included), except the roles, which requests only take from a fixed set
-and templates build markup from (``'<|' + role + '|>'``).
+and templates build markup from (``'<|' + role + '|>'``), and the keys of OpenAI's message and
+tool structure (``name``, ``function``, ``arguments``, ...), which templates look up by name:
+a shadowed ``name`` key (its first letter can complete ``<repo_name>`` in SmolLM2's vocabulary)
+would make ``tool_call.function.name`` undefined. Sluice itself writes those keys.
 
 A conversation whose client strings hold nothing a special token could come from is tokenized
 exactly as before, the rendered text whole with ``parse_special``; any other takes the shielded
@@ -61,6 +64,16 @@ class PromptError(InvalidInput):
         super().__init__(message, param=param)
 
 
+#: Keys of OpenAI's message and tool structure (and JSON Schema's), never shielded.
+_STRUCTURE: Final = frozenset(
+    {
+        "role", "content", "name", "tool_calls", "tool_call_id", "id", "type", "function",
+        "arguments", "parameters", "description", "properties", "required", "items", "enum",
+        "strict", "additionalProperties",
+    }
+)  # fmt: skip
+
+
 class _Shield:
     # One conversation's client strings, shielded; remembers whether any changed.
     def __init__(self, special: SpecialTokens, param: str) -> None:
@@ -81,7 +94,10 @@ class _Shield:
                 f"'{self.param}' is nested more than {MAX_DEPTH} levels deep.", self.param
             )
         if isinstance(value, Mapping):
-            return {self.value(k, depth + 1): self.value(v, depth + 1) for k, v in value.items()}
+            return {
+                k if k in _STRUCTURE else self.value(k, depth + 1): self.value(v, depth + 1)
+                for k, v in value.items()
+            }
         if isinstance(value, list | tuple):
             return [self.value(item, depth + 1) for item in value]
         return value
@@ -125,16 +141,18 @@ class ChatPrompt:
         self,
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Mapping[str, Any]] | None = None,
+        variables: Mapping[str, Any] | None = None,
     ) -> list[int]:
         """Render and tokenize ``messages`` (string or ``None`` contents) with ``tools`` given
-        to the template natively (``None``: no tools).
+        to the template natively (``None``: no tools) and more template ``variables`` (client
+        text too: ``chat_template_kwargs``).
 
         :raises PromptError: the template refuses or cannot render these messages; a string
             holds a lone surrogate; messages or tools nest deeper than :data:`MAX_DEPTH`.
         :raises TemplateFailure: the template itself broke on them (the server's fault).
         """
         try:
-            return self._tokens(messages, tools)
+            return self._tokens(messages, tools, variables)
         except TemplateFailure:
             raise
         except TemplateRejection as exc:
@@ -159,14 +177,20 @@ class ChatPrompt:
         return self._special.tokenize(text, add_special=True)
 
     def _tokens(
-        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        tools: Sequence[Mapping[str, Any]] | None,
+        variables: Mapping[str, Any] | None = None,
     ) -> list[int]:
         shield = _Shield(self._special, "messages")
         shielded = [shield.message(message) for message in messages]
         if tools is not None:
             shield.param = "tools"
             tools = [shield.value(tool, 1) for tool in tools]
-        text = self.template.render(shielded, tools=tools)
+        if variables:
+            shield.param = "chat_template_kwargs"
+            variables = shield.value(variables, 1)
+        text = self.template.render(shielded, tools=tools, variables=variables)
         try:
             if shield.changed:
                 prompt = self._special.tokenize(text, add_special=True)

@@ -41,6 +41,12 @@ class ModelSettings:
     gpu_layers: int = -1
     #: ``chatml``, ``plain``, a file or inline Jinja; None: the model's own.
     chat_template: str | None = None
+    #: A model family's name, forced over the one detected from the chat template.
+    tool_format: str | None = None
+    #: Default thinking budget in tokens; None: unlimited.
+    reasoning_budget: int | None = None
+    #: ``auto``: reasoning read apart from the answer; ``none``: left in the content.
+    reasoning_format: Literal["auto", "none"] = "auto"
     slots: int = 16
     #: Tokens per sequence; 0: the model's training context, at most the KV pool.
     ctx_size: int = 0
@@ -52,6 +58,8 @@ class ModelSettings:
     max_queue: int = 64
     #: Seconds a client may read nothing before its sequence is dropped.
     stall_timeout: float = 30.0
+    #: The model ``/v1/embeddings`` uses (a GGUF path or Hub spec); None: this one's weights.
+    embedding_model: str | None = None
 
 
 class ModelRegistry:
@@ -132,6 +140,10 @@ class ModelRegistry:
                 name=settings.name,
                 gpu_layers=settings.gpu_layers,
                 chat_template=settings.chat_template,
+                embedding_model=settings.embedding_model,
+                tool_format=settings.tool_format,
+                reasoning_budget=settings.reasoning_budget,
+                reasoning_format=settings.reasoning_format,
             )
         except LoadError as exc:
             self._failure = str(exc)
@@ -140,7 +152,13 @@ class ModelRegistry:
             return
         # One assignment: readers on the event loop see the whole entry or none of it.
         self._models = {**self._models, served.name: served}
-        _log.info("ready: %s (%s) with %s", served.name, source.path, served.engine.options)
+        _log.info(
+            "ready: %s (%s, %s family) with %s",
+            served.name,
+            source.path,
+            served.family,
+            served.engine.options,
+        )
 
     # -- lookup -----------------------------------------------------------------------
 

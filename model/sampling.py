@@ -15,6 +15,11 @@ bounds, a constrained sampler measures its own work in CPU time of the calling t
 processes on a busy machine do not count against a request) and raises
 :class:`GrammarTooSlow` when a token took longer than its limit twice in a row (one slow token
 alone is forgiven), so that no constraint slows every stream for long.
+
+A chat answer's grammar may be *held* (:attr:`Sampler.grammar_held`) while the answer is still
+inside its reasoning block: tokens are sampled freely then, and the grammar applies from its
+root to what follows the block. Tokens may also be *forced* (:meth:`Sampler.force`: the end
+of the reasoning when a thinking budget is spent); they are returned instead of sampled.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import ctypes
 import math
 import secrets
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from typing import Any, Final, Protocol
 
 import llama_cpp
@@ -138,6 +144,9 @@ class Sampler:
         self._limit = grammar_token_limit
         self._slow = 0
         self._accepted = 0
+        self._forced: deque[int] = deque()
+        #: Sample without the grammar for now (see the module notes).
+        self.grammar_held = False
         chain: Any = llama_cpp.llama_sampler_chain_init(
             llama_cpp.llama_sampler_chain_default_params()
         )
@@ -203,7 +212,11 @@ class Sampler:
         :raises NoContinuation: the grammar allows no token at all here.
         :raises GrammarTooSlow: this token and the one before each took longer than the limit.
         """
-        if self._grammar is None:
+        if self._forced:
+            token = self._forced.popleft()
+            llama_cpp.llama_sampler_accept(self._chain, token)
+            return token
+        if self._grammar is None or self.grammar_held:
             return int(llama_cpp.llama_sampler_sample(self._chain, ctx, index))
         started = time.thread_time()
         candidates = self._candidates
@@ -224,6 +237,12 @@ class Sampler:
                 f"{self._limit * 1000:g} ms limit; a simpler schema avoids this"
             )
         return token
+
+    def force(self, tokens: Iterable[int]) -> None:
+        """Make ``tokens`` the next ones :meth:`sample` returns. Only while no grammar applies
+        (none, or held): a grammar is never handed a token it did not allow."""
+        if self._grammar is None or self.grammar_held:
+            self._forced.extend(tokens)
 
     def _resample(self, ctx: Any, index: int, candidates: Candidates) -> int:
         # The first choice was rejected: the grammar goes over the whole vocabulary, then

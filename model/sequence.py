@@ -6,6 +6,7 @@ import enum
 from collections import deque
 from typing import Protocol
 
+from .chat_output import ChatOutputReader
 from .detokenizer import Detokenizer
 from .events import (
     Delta,
@@ -97,7 +98,7 @@ class Sequence:
         self.phase = Phase.QUEUED
         #: Index of the slot (and llama.cpp sequence id) while it holds one.
         self.slot = -1
-        self.sampler: Sampler | None = None
+        self._sampler: Sampler | None = None
         #: The other choices of the request, which fork from this one after its prompt.
         self.forks: list[Sequence] = []
         #: Prompt tokens in the KV cache so far (reused from an earlier request, or read).
@@ -109,11 +110,43 @@ class Sequence:
         self.order = 0
         #: Engine clock when its consumer stopped accepting; None while it reads.
         self.paused_since: float | None = None
-        self._detokenizer = Detokenizer(pieces.piece)
+        output = request.output
+        self._reader: ChatOutputReader | None = output.reader() if output else None
+        self._tools = None
+        if output is not None and output.marker_tokens:
+            markers = output.marker_tokens
+            self._detokenizer = Detokenizer(lambda t: pieces.piece(t, special=t in markers))
+        else:
+            self._detokenizer = Detokenizer(pieces.piece)
+        if output is None and request.tools is not None:
+            self._tools = ToolCallParser(request.tools)
         self._stop = StopMatcher(request.stop)
         self._logprobs = _LogprobAligner(pieces) if request.logprobs is not None else None
-        self._tools = ToolCallParser(request.tools) if request.tools is not None else None
         self._calls = 0
+
+    @property
+    def sampler(self) -> Sampler | None:
+        """The sequence's sampler while it holds a slot (the engine sets it)."""
+        return self._sampler
+
+    @sampler.setter
+    def sampler(self, sampler: Sampler | None) -> None:
+        self._sampler = sampler
+        if sampler is not None and self._reader is not None:
+            # A grammar applies from the end of the reasoning (which the prompt may open).
+            sampler.grammar_held = self._reader.in_reasoning
+            self._close_reasoning()
+
+    def _close_reasoning(self) -> None:
+        reader, sampler = self._reader, self._sampler
+        if reader is None or sampler is None:
+            return
+        if reader.budget_spent():
+            reader.closed = True
+            sampler.force(reader.output.end_of_reasoning)
+        # Released once, for good: a grammar that saw part of the answer must see all of it
+        # (harmony's reasoning is a channel, which a grammar may itself allow).
+        sampler.grammar_held = sampler.grammar_held and reader.in_reasoning
 
     @property
     def prompt(self) -> tuple[int, ...]:
@@ -128,12 +161,15 @@ class Sequence:
         return f"the request deadline passed {where}"
 
     def usage(self) -> Usage:
-        return Usage(len(self.prompt), self.generated, self.cached_tokens)
+        reasoning = self._reader.reasoning_tokens if self._reader else 0
+        return Usage(len(self.prompt), self.generated, self.cached_tokens, reasoning)
 
     def on_token(
         self, token: int, *, eog: bool, room: int, logprob: TokenLogprob | None = None
     ) -> list[Event]:
         """Account for one sampled token; ``room`` is how many more fit in the context."""
+        output = self.request.output
+        eog = eog or (output is not None and token in output.end_tokens)
         if eog and not self.request.ignore_eos:
             # The end-of-generation token is not output: it is neither shown nor counted.
             return self._end("stop", "", tokens=0)
@@ -147,7 +183,16 @@ class Sequence:
         limit = self.request.max_tokens
         if (limit is not None and self.generated >= limit) or room <= 0:
             return self._end("length", text, tokens=1)
-        return self._emit(text, 1, final=False)
+        events = self._emit(text, 1, final=False)
+        if self._reader is not None:
+            if self._reader.duplicate:
+                # The answer began to repeat its calls: it is over.
+                self.phase = Phase.DONE
+                events += self._emit("", 0, final=True, truncated=True)
+                events.append(Finished("tool_calls", self.usage(), index=self.index))
+                return events
+            self._close_reasoning()
+        return events
 
     def finish(self, reason: FinishReason, message: str = "") -> list[Event]:
         """End early (cancelled, deadline, error): nothing held back is sent."""
@@ -167,15 +212,21 @@ class Sequence:
     def _events(self, text: str, reason: FinishReason, *, tokens: int) -> list[Event]:
         """The last text (``tokens``: whether it carries this step's token) and the finish."""
         self.phase = Phase.DONE
-        events = self._emit(text, tokens, final=True)
-        if self._calls and reason == "stop":
+        events = self._emit(text, tokens, final=True, truncated=reason == "length")
+        calls = self._reader.calls if self._reader else self._calls
+        if calls and reason == "stop":
             reason = "tool_calls"
-        events.append(Finished(reason, self.usage(), index=self.index))
+        matched = self._stop.which if reason == "stop" else None
+        events.append(Finished(reason, self.usage(), index=self.index, stop_sequence=matched))
         return events
 
-    def _emit(self, text: str, tokens: int, *, final: bool) -> list[Event]:
+    def _emit(self, text: str, tokens: int, *, final: bool, truncated: bool = False) -> list[Event]:
         """Output text as events: content, or tool-call parts when tools are in play."""
         entries = self._logprobs.release(text, final=final) if self._logprobs else ()
+        if self._reader is not None:
+            return self._reader.events(
+                text, tokens, self.index, entries, final=final, truncated=truncated
+            )
         if self._tools is None:
             return [Delta(text, tokens, self.index, entries)] if text or entries or tokens else []
         events: list[Event] = []

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any, Literal
 
+from .chat_format import ChatFormat, ReasoningFormat
+from .chat_output import ChatOutput
+from .embeddings import Embedder, EmbedderOptions, Embeddings
 from .engine import Engine, EngineOptions, EngineStats
 from .events import Dispatch, SequenceSink
 from .grammar import GrammarError, check_grammar, json_object_grammar, json_schema_grammar
@@ -13,15 +17,9 @@ from .llama import LlamaModel
 from .params import GenerationRequest, Grammar
 from .prompt import ChatPrompt, PromptError
 from .source import ResolvedModel
+from .special_tokens import ClientTextError, require_unicode
 from .template import ChatTemplate, load_chat_template
-from .tools import (
-    Tool,
-    ToolChoice,
-    flatten_tool_messages,
-    messages_with_tools,
-    template_supports_tools,
-    tool_call_grammar,
-)
+from .tools import Tool, ToolChoice
 
 __all__ = ["PromptError", "ServedModel"]
 
@@ -42,12 +40,17 @@ class ServedModel:
         engine: Engine,
         name: str,
         prompt: ChatPrompt | None = None,
+        embedder: Embedder | None = None,
+        chat_format: ChatFormat | None = None,
     ):
         self.model = model
         self.template = template
         self.engine = engine
         self.name = name
         self.prompt = prompt or ChatPrompt(model, template)
+        #: ``/v1/embeddings``: its own thread and context, made at the first request.
+        self.embedder = embedder or Embedder(model, EmbedderOptions(ctx_size=engine.ctx_size))
+        self.format = chat_format or ChatFormat(model, template)
 
     @classmethod
     def load(
@@ -59,13 +62,21 @@ class ServedModel:
         name: str | None = None,
         gpu_layers: int = -1,
         chat_template: str | None = None,
+        embedding_model: str | None = None,
+        tool_format: str | None = None,
+        reasoning_budget: int | None = None,
+        reasoning_format: ReasoningFormat = "auto",
     ) -> ServedModel:
-        """Load weights, pick the chat template and start the engine.
+        """Load weights, pick the chat template and family, and start the engine.
 
         ``options.ctx_size`` 0 means the model's training context, at most the pool's size;
-        ``options.kv_size`` 0 means 8192 cells, or ``ctx_size`` when that is larger.
+        ``options.kv_size`` 0 means 8192 cells, or ``ctx_size`` when that is larger;
+        ``tool_format`` forces a model family (see :class:`~model.chat_format.ChatFormat`);
+        ``reasoning_budget``: the default thinking budget in tokens (None: unlimited);
+        ``reasoning_format`` ``none`` leaves reasoning in the content.
         Raises :class:`~model.llama.ModelLoadError` or :class:`~model.template.TemplateError`
-        (also when the template fails on a sample conversation, see :mod:`model.prompt`).
+        (also when the template fails on a sample conversation, see :mod:`model.prompt`),
+        :class:`~model.families.FamilyError` for an unknown ``tool_format``.
         """
         model = LlamaModel(source.path, n_gpu_layers=gpu_layers)
         try:
@@ -77,6 +88,13 @@ class ServedModel:
             )
             prompt = ChatPrompt(model, template)
             prompt.check()
+            chat_format = ChatFormat(
+                model,
+                template,
+                tool_format=tool_format,
+                reasoning_budget=reasoning_budget,
+                reasoning_format=reasoning_format,
+            )
             if not options.ctx_size:
                 pool = options.kv_size or DEFAULT_KV_CELLS
                 options = dataclasses.replace(options, ctx_size=min(model.n_ctx_train, pool))
@@ -88,11 +106,41 @@ class ServedModel:
             model.close()
             raise
         engine.start()
-        return cls(model, template, engine, name or source.name, prompt)
+        embedder = Embedder(
+            model,
+            EmbedderOptions(
+                ctx_size=engine.ctx_size,
+                threads=options.threads,
+                source=embedding_model,
+                gpu_layers=gpu_layers,
+            ),
+        )
+        return cls(
+            model,
+            template,
+            engine,
+            name or source.name,
+            prompt,
+            embedder=embedder,
+            chat_format=chat_format,
+        )
 
     def close(self) -> None:
-        if self.engine.close():  # else llama.cpp may still be using the model
+        stopped = self.embedder.close()
+        if self.engine.close() and stopped:  # else llama.cpp may still be using the model
             self.model.close()
+
+    def embed(self, inputs: Sequence[Sequence[int]]) -> Future[Embeddings]:
+        """Queue token lists for embedding (each checked against :attr:`embedding_limit`).
+
+        :raises model.errors.CapacityExceeded: the embedding queue is full.
+        """
+        return self.embedder.submit(inputs)
+
+    @property
+    def embedding_limit(self) -> int:
+        """The most tokens one embedding input may have."""
+        return self.embedder.options.ctx_size
 
     @property
     def ctx_size(self) -> int:
@@ -136,22 +184,33 @@ class ServedModel:
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Tool] = (),
         choice: ToolChoice | None = None,
+        *,
+        template_kwargs: Mapping[str, Any] | None = None,
     ) -> list[int]:
-        """Render and tokenize a conversation; ``tools`` the model may call (see model.tools).
+        """Render and tokenize a conversation; ``tools`` the model may call (see
+        :mod:`model.chat_format`); ``template_kwargs``: more template variables.
 
-        A template that knows tools gets them natively; any other gets the generic format.
         Raises :class:`PromptError`, or :class:`~model.template.TemplateFailure` when the
         template itself breaks (see :meth:`ChatPrompt.tokens`).
         """
-        native: list[dict[str, Any]] | None = None
-        if tools and choice is not None and choice.mode != "none":
-            if template_supports_tools(self.template.source):
-                native = [tool.spec() for tool in tools]
-            else:
-                messages = messages_with_tools(messages, tools, choice)
-        elif any(m.get("tool_calls") or m.get("role") == "tool" for m in messages):
-            messages = flatten_tool_messages(messages)
-        return self.prompt.tokens(messages, native)
+        shaped, native = self.format.messages(messages, tools, choice)
+        return self.prompt.tokens(shaped, native, template_kwargs)
+
+    def chat_output(
+        self,
+        prompt: Sequence[int],
+        tools: Sequence[Tool] = (),
+        *,
+        thinking_budget: int | None = None,
+    ) -> ChatOutput:
+        """How the answer to a chat ``prompt`` is read: reasoning, content and the family's
+        calls of ``tools``; ``thinking_budget`` in tokens (None: the server's default)."""
+        return self.format.output(prompt, tools, thinking_budget=thinking_budget)
+
+    @property
+    def family(self) -> str:
+        """The name of the model family its answers are read by."""
+        return self.format.family.name
 
     def grammar(
         self,
@@ -180,7 +239,7 @@ class ServedModel:
             if forced:
                 assert choice is not None
                 param = "tool_choice"
-                grammar = tool_call_grammar(tools, choice)
+                grammar = self.format.family.grammar(tools, choice)
             elif json == "json_object":
                 grammar = json_object_grammar()
             else:
@@ -190,6 +249,54 @@ class ServedModel:
         except GrammarError as exc:
             raise PromptError(f"Invalid {param}: {exc}", param) from None
         return grammar
+
+    def gbnf_grammar(self, text: str, *, param: str = "grammar") -> Grammar:
+        """A client's GBNF grammar, compiled once against the vocabulary to check it.
+
+        Raises :class:`PromptError` naming ``param`` when it is not text or llama.cpp cannot
+        parse it (undefined rules, left recursion, syntax; llama.cpp logs the detail).
+        """
+        try:
+            require_unicode(text)
+        except ClientTextError as exc:
+            raise PromptError(f"'{param}' contains a {exc}.", param) from None
+        grammar = Grammar(text, param=param)
+        try:
+            check_grammar(grammar, self.model.vocab)
+        except GrammarError:
+            raise PromptError(
+                f"'{param}' is not a GBNF grammar llama.cpp accepts (a syntax error, an "
+                "undefined rule, left recursion, or no 'root' rule).",
+                param,
+            ) from None
+        return grammar
+
+    def tokenize(self, text: str, *, add_special: bool, param: str = "content") -> list[int]:
+        """Client text as tokens; special token texts in it stay text (``parse_special`` off).
+
+        Raises :class:`PromptError` naming ``param`` when ``text`` holds a lone surrogate.
+        """
+        try:
+            require_unicode(text)
+        except ClientTextError as exc:
+            raise PromptError(f"'{param}' contains a {exc}.", param) from None
+        return self.model.tokenize(text, add_special=add_special, parse_special=False)
+
+    def token_pieces(self, tokens: Sequence[int], *, param: str = "tokens") -> list[bytes]:
+        """Each token's bytes, special tokens as their text (llama.cpp's server's
+        detokenization). Raises :class:`PromptError` naming ``param`` for an id outside the
+        vocabulary."""
+        self.check_tokens(tokens, param)
+        return self.model.pieces(tokens, special=True)
+
+    def check_tokens(self, tokens: Sequence[int], param: str) -> None:
+        """:raises PromptError: naming ``param``, for an id outside the vocabulary."""
+        vocab = self.model.n_vocab
+        bad = next((t for t in tokens if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise PromptError(
+                f"Token id {bad} is outside the vocabulary (0 to {vocab - 1}).", param
+            )
 
     def text_prompt(self, prompt: str | Sequence[int]) -> list[int]:
         if isinstance(prompt, str):

@@ -24,12 +24,13 @@ class StopMatcher:
     :param stops: the stop strings; empty strings are ignored.
     """
 
-    __slots__ = ("_held", "_matched", "_stops")
+    __slots__ = ("_held", "_matched", "_stops", "_which")
 
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = tuple(dict.fromkeys(stop for stop in stops if stop))
         self._held = ""
         self._matched = False
+        self._which: str | None = None
 
     @property
     def held(self) -> str:
@@ -40,6 +41,11 @@ class StopMatcher:
     def matched(self) -> bool:
         """Whether a stop string matched (by a push, or by the end of the stream in flush)."""
         return self._matched
+
+    @property
+    def which(self) -> str | None:
+        """The stop string that matched (the earliest in the text), once one has."""
+        return self._which
 
     def push(self, text: str) -> tuple[str, bool]:
         """Return the text now safe to emit and whether a stop string matched.
@@ -59,6 +65,7 @@ class StopMatcher:
         if hit is not None and hit <= tail:
             self._held = ""
             self._matched = True
+            self._which = self._stop_at(buffer, hit)
             return buffer[:hit], True
         self._held = buffer[tail:]
         return buffer[:tail], False
@@ -70,7 +77,12 @@ class StopMatcher:
         if hit is None:
             return held
         self._matched = True
+        self._which = self._stop_at(held, hit)
         return held[:hit]
+
+    def _stop_at(self, buffer: str, index: int) -> str:
+        # The longest stop string found there: the one whose text was cut.
+        return max((s for s in self._stops if buffer.startswith(s, index)), key=len)
 
     def _earliest_match(self, buffer: str) -> int | None:
         found = [index for stop in self._stops if (index := buffer.find(stop)) >= 0]

@@ -29,7 +29,7 @@ Errors::
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, NoReturn
@@ -110,7 +110,15 @@ def _raise_exception(message: str) -> NoReturn:
 
 def _tojson(value: Any, indent: int | None = None, **options: Any) -> str:
     # Jinja's own tojson HTML-escapes <, >, & and ', which would corrupt tool schemas in prompts.
-    return json.dumps(value, indent=indent, **{"ensure_ascii": False, **options})
+    # Templates pass generators too (``messages | map(...)``): written as lists.
+    options = {"ensure_ascii": False, "default": _listed, **options}
+    return json.dumps(value, indent=indent, **options)
+
+
+def _listed(value: Any) -> Any:
+    if isinstance(value, Iterator):
+        return list(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 class ChatTemplate:
@@ -155,8 +163,11 @@ class ChatTemplate:
         *,
         add_generation_prompt: bool = True,
         tools: Sequence[Mapping[str, Any]] | None = None,
+        variables: Mapping[str, Any] | None = None,
     ) -> str:
-        """Render ``messages`` (string or ``None`` content) into a prompt.
+        """Render ``messages`` (string or ``None`` content) into a prompt; ``variables``: more
+        template variables (a request's ``chat_template_kwargs``, e.g. ``enable_thinking``),
+        which never replace the ones named here.
 
         :raises TemplateRejection: the template refused them (``raise_exception``).
         :raises TemplateError: their data does not fit the template (a missing key, an
@@ -165,6 +176,7 @@ class ChatTemplate:
             any other exception.
         """
         context = {
+            **(variables or {}),
             "messages": list(messages),
             "add_generation_prompt": add_generation_prompt,
             "bos_token": self._bos_token,

@@ -7,6 +7,8 @@
 * encode: what the wire costs per token chunk without any engine or socket: an API
   adapter's encoder turning one engine Delta into documents, and the SSE transport framing
   them (``scripts/bench --only encode``);
+* resumable: the same per chunk for a plain SSE response against a resumable one (ids, the
+  stream store, its reader task), and the ratio (``scripts/bench --only resumable``);
 * grammar: the per-token cost of a constrained stream (``json_object``, ``json_schema``)
   against the same stream unconstrained, through the server;
 * host: the engine's host time per decode step (all but ``llama_decode``) at 1, 8 and 32
@@ -48,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 from bench_cold import cold_breakdown  # noqa: E402
 from bench_encode import encode_cost  # noqa: E402
 from bench_host import host_time  # noqa: E402
+from bench_resumable import resumable_cost  # noqa: E402
 from bench_server import compare_servers  # noqa: E402
 
 from model.source import resolve_model  # noqa: E402
@@ -557,7 +560,17 @@ def main() -> None:
     parser.add_argument("--server-rounds", type=int, default=2, help="alternating rounds per level")
     parser.add_argument(
         "--only",
-        choices=["single", "sweep", "grammar", "encode", "prompt", "host", "cold", "server"],
+        choices=[
+            "single",
+            "sweep",
+            "grammar",
+            "encode",
+            "prompt",
+            "resumable",
+            "host",
+            "cold",
+            "server",
+        ],
         help="run one part only",
     )
     args = parser.parse_args()
@@ -566,6 +579,9 @@ def main() -> None:
 
     if args.only == "encode":
         encode_cost(args.encode_chunks)
+        return
+    if args.only == "resumable":
+        resumable_cost(args.encode_chunks)
         return
     path = resolve_model(None).path
     print(
@@ -584,6 +600,7 @@ def main() -> None:
         sweep(args, thread_counts[0])
     if args.only is None:
         encode_cost(args.encode_chunks)
+        resumable_cost(args.encode_chunks)
     if args.only in (None, "grammar"):
         grammar_cost(args, thread_counts[0])
     if args.only in (None, "prompt"):

@@ -18,6 +18,7 @@ from model.events import Delta, TokenChoice, TokenLogprobs
 from stream.adapters.chat import ChatEncoder
 from stream.adapters.choices import ChoicesEncoder
 from stream.adapters.completions import CompletionEncoder
+from stream.adapters.responses import ResponsesEncoder
 from stream.transports.sse import frames
 
 TEXT = "Once upon a time, in a small village by the sea, there lived an old fisherman who"
@@ -43,6 +44,15 @@ def encode_cost(chunks: int = 100_000) -> None:
                 frames(encode(event))
             runs.append((time.perf_counter() - started) / len(events))
         print(f"{name:>16}: {statistics.median(runs) * 1e6:6.2f} us (median of 5 runs)")
+    runs = []
+    for _ in range(5):
+        responses = ResponsesEncoder("bench-model", {})
+        events = (plain * (chunks // len(plain) + 1))[:chunks]
+        started = time.perf_counter()
+        for event in events:
+            frames(responses.encode(event))
+        runs.append((time.perf_counter() - started) / len(events))
+    print(f"{'responses':>16}: {statistics.median(runs) * 1e6:6.2f} us (median of 5 runs)")
     print("command: scripts/bench --only encode")
 
 

@@ -7,23 +7,29 @@ response: :class:`~stream.errors.APIError` as its own JSON, a
 :class:`~model.errors.ModelError` translated once (:func:`~stream.errors.from_model_error`),
 and anything else a 500 ``server_error`` naming the request id, logged once with its
 traceback; each in OpenAI's shape unless the route declares its API's own (``error_body``).
-WebSocket handshakes go to their own (for now empty) table; any other is denied with an
-OpenAI-shaped 404 (or a plain close where the server cannot send a denial).
+WebSocket handshakes go to their own table (the API paths): the API key is checked at the
+handshake, from ``Authorization`` or from a subprotocol ``sluice.key.<key>`` (browsers cannot
+set headers on a WebSocket), and with CORS on, a browser's ``Origin`` must be an allowed one;
+a refused or unknown one is denied with an OpenAI-shaped 401, 403 or 404 (or a close 1008
+where the server cannot send a denial). ``services`` run for the server's life (the
+resumable stream store's pumps and expiry).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 
 import anyio
 from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from model.errors import ModelError
 from model.registry import ModelRegistry, ModelSettings
@@ -34,6 +40,7 @@ from .bridge import LoopDispatch
 from .config import Config
 from .errors import (
     APIError,
+    Forbidden,
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
@@ -46,6 +53,9 @@ from .metrics import Metrics
 from .routes import OTHER, ErrorBody, Request, Route, RouteTable
 
 __all__ = ["Sluice"]
+
+#: The subprotocol prefix that carries an API key on a browser's WebSocket.
+_KEY_PROTOCOL = "sluice.key."
 
 _log = logging.getLogger("sluice")
 
@@ -67,6 +77,7 @@ class Sluice:
         model: ModelSettings,
         resolved: ResolvedModel | None = None,
         websockets: Mapping[str, ASGIApp] | None = None,
+        services: Sequence[Callable[[], AbstractAsyncContextManager[None]]] = (),
     ) -> None:
         self.config = config
         self.registry = registry
@@ -75,18 +86,30 @@ class Sluice:
         self._model = model
         self._resolved = resolved
         self._websockets = dict(websockets or {})
+        self._services = services
         self._keys = _api_keys(config)
         #: Set when the model fails to load (``main`` then exits non-zero).
         self.failed = asyncio.Event()
         origins = [o.strip() for o in (config.cors_origins or "").split(",") if o.strip()]
+        self._origins = origins
         entry: ASGIApp = self._dispatch
         if origins:
             entry = CORSMiddleware(
                 entry,
                 allow_origins=origins,
                 allow_methods=["GET", "POST", "OPTIONS"],
-                allow_headers=["authorization", "content-type", "x-request-id"],
-                expose_headers=["x-request-id", "retry-after"],
+                allow_headers=[
+                    "authorization",
+                    "content-type",
+                    "x-request-id",
+                    # Anthropic clients' key and version headers.
+                    "x-api-key",
+                    "anthropic-version",
+                    "anthropic-beta",
+                    # A resumable stream's reconnection (EventSource sends it itself).
+                    "last-event-id",
+                ],
+                expose_headers=["x-request-id", "retry-after", "x-stream-url"],
                 max_age=600,
             )
         self._http = AccessLog(entry, metrics, routes.label)
@@ -146,8 +169,11 @@ class Sluice:
             loop.call_soon_threadsafe(self.failed.set)
 
         self.registry.load(resolved, self._model, LoopDispatch(loop), on_failure=failed)
-        await send({"type": "lifespan.startup.complete"})
-        await receive()  # lifespan.shutdown
+        async with contextlib.AsyncExitStack() as services:
+            for service in self._services:
+                await services.enter_async_context(service())
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
         await anyio.to_thread.run_sync(self.registry.close)
         await send({"type": "lifespan.shutdown.complete"})
 
@@ -206,13 +232,23 @@ class Sluice:
             body = await self._body(receive)
         return await handler(Request(scope, receive, body, params))
 
-    def _authorize(self, headers: Headers) -> None:
+    def _authorize(self, headers: Headers, offered: Sequence[str] = ()) -> None:
         if not self._keys:
             return
-        scheme, _, given = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not given:
+        # Anthropic's clients send the key as x-api-key; OpenAI's as a bearer token; a
+        # browser's WebSocket, which cannot set headers, as a subprotocol.
+        given = headers.get("x-api-key", "")
+        scheme, _, bearer = headers.get("authorization", "").partition(" ")
+        if not given and scheme.lower() == "bearer":
+            given = bearer
+        if not given:
+            given = next(
+                (p[len(_KEY_PROTOCOL) :] for p in offered if p.startswith(_KEY_PROTOCOL)), ""
+            )
+        if not given:
             raise Unauthorized(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+                "You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (or "
+                "'x-api-key: <key>').",
                 code="missing_api_key",
                 headers={"www-authenticate": "Bearer"},
             )
@@ -251,24 +287,43 @@ class Sluice:
         return path if path in self._websockets else OTHER
 
     async def _handshake(self, scope: Scope, receive: Receive, send: Send) -> None:
-        app = self._websockets.get(scope["path"])
-        if app is not None:
-            await app(scope, receive, send)
-            return
         message = await receive()
         if message["type"] != "websocket.connect":
             return  # the client left before its handshake was answered
-        if "websocket.http.response" not in scope.get("extensions", {}):
-            await send({"type": "websocket.close", "code": 1008})
+        app = self._websockets.get(scope["path"])
+        headers = Headers(scope=scope)
+        try:
+            if app is None:
+                raise NotFound(f"Unknown WebSocket URL: {scope['path']}.", code="unknown_url")
+            origin = headers.get("origin")
+            if self._origins and "*" not in self._origins and origin not in (None, *self._origins):
+                raise Forbidden(f"Origin {origin!r} is not allowed.", code="origin_not_allowed")
+            self._authorize(headers, scope.get("subprotocols") or [])
+        except APIError as error:
+            await _deny(scope, send, error)
             return
-        error = NotFound(f"Unknown WebSocket URL: {scope['path']}.", code="unknown_url")
-        body = json.dumps(error.body()).encode()
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "websocket.http.response.start", "status": 404, "headers": headers})
-        await send({"type": "websocket.http.response.body", "body": body})
+        replayed = [message]
+
+        async def receive_after_connect() -> Message:
+            return replayed.pop() if replayed else await receive()
+
+        await app(scope, receive_after_connect, send)
+
+
+async def _deny(scope: Scope, send: Send, error: APIError) -> None:
+    """Refuse a WebSocket handshake with ``error`` as an HTTP answer, where the server can."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = json.dumps(error.body()).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send(
+        {"type": "websocket.http.response.start", "status": error.status, "headers": headers}
+    )
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 def _error_response(exc: APIError, body: ErrorBody) -> ASGIApp:

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.families import family_by_name
+
 __all__ = ["KIB", "MIB", "SECONDS", "Config"]
 
 _DESCRIPTION = (
@@ -40,6 +42,11 @@ class Config:
         "or nothing for the embedded SmolLM2-135M-Instruct",
     )
     model_file: str | None = _opt(None, "file name or quant pattern inside a Hub repo")
+    embedding_model: str | None = _opt(
+        None,
+        "model for /v1/embeddings, as --model takes it (default: the served model's weights); "
+        "loaded at the first embedding request",
+    )
     host: str = _opt("0.0.0.0", "address to listen on")
     port: int = _opt(8000, "port to listen on")
     ctx_size: int = _opt(0, "context per sequence in tokens (0: the model's, at most the pool)")
@@ -57,9 +64,25 @@ class Config:
     served_model_name: str | None = _opt(None, "model id shown to clients (default: file name)")
     strict_model_names: bool = _opt(False, "answer 404 for a 'model' other than the served one")
     chat_template: str | None = _opt(None, "'chatml', 'plain', a Jinja file or inline template")
+    tool_format: str | None = _opt(
+        None, "model family read for reasoning and tool calls (default: from the chat template)"
+    )
+    reasoning_budget: int = _opt(-1, "default thinking budget in tokens (-1: unlimited)")
+    reasoning_format: str = _opt(
+        "auto", "'auto': reasoning goes to reasoning_content; 'none': it stays in content"
+    )
     max_body_size: int = _opt(8 * MIB, "largest request body accepted, in bytes")
     send_buffer: int = _opt(64 * KIB, "socket send buffer per connection, bytes (0: kernel's)")
     stream_buffer: int = _opt(64, "events buffered per stream before its sequence pauses")
+    resumable_default: bool = _opt(
+        False, "streams are resumable (Last-Event-ID) unless a request says otherwise"
+    )
+    resume_window: float = _opt(
+        60 * SECONDS, "seconds a resumable stream generates with no reader, and is kept after"
+    )
+    resume_buffer: int = _opt(1 * MIB, "bytes of events kept per resumable stream")
+    resume_buffer_total: int = _opt(64 * MIB, "bytes of events kept for all resumable streams")
+    websocket_requests: int = _opt(8, "requests one WebSocket may run at once")
     max_messages: int = _opt(1024, "most messages one chat request may carry")
     max_tokens_limit: int = _opt(0, "largest max_tokens a request may ask for (0: the context)")
     api_keys: str | None = _opt(None, "comma-separated API keys accepted as Bearer tokens")
@@ -70,6 +93,11 @@ class Config:
     shutdown_grace: float = _opt(30 * SECONDS, "seconds in-flight streams get after SIGTERM")
     log_level: str = _opt("info", "debug, info, warning or error")
     log_json: bool = _opt(False, "write log lines as JSON objects")
+    responses_store_size: int = _opt(
+        1024, "stored /v1/responses kept, least recent evicted (0: off)"
+    )
+    responses_store_bytes: int = _opt(64 * MIB, "bytes of stored /v1/responses (0: off)")
+    responses_ttl: float = _opt(3600 * SECONDS, "seconds a stored /v1/responses lives (0: off)")
 
     def __post_init__(self) -> None:
         # Values llama.cpp aborts, crashes or misbehaves on are start-up errors instead.
@@ -78,6 +106,12 @@ class Config:
             if value < low or (high is not None and value > high):
                 bound = f"at least {low}" if high is None else f"{low} to {high}"
                 raise ValueError(f"{name} must be {bound}, not {value}")
+        if self.reasoning_format not in ("auto", "none"):
+            raise ValueError(
+                f"reasoning_format must be 'auto' or 'none', not {self.reasoning_format!r}"
+            )
+        if self.tool_format is not None:
+            family_by_name(self.tool_format)  # FamilyError (a ValueError) lists the names
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> Config:
@@ -140,6 +174,14 @@ _RANGES: tuple[tuple[str, int, int | None], ...] = (
     ("prefill_chunk", 1, None),
     ("threads", 0, 512),
     ("max_queue", 0, None),
+    ("responses_store_size", 0, None),
+    ("responses_store_bytes", 0, None),
+    ("responses_ttl", 0, None),
+    ("reasoning_budget", -1, None),
+    ("resume_window", 0, None),
+    ("resume_buffer", 1, None),
+    ("resume_buffer_total", 1, None),
+    ("websocket_requests", 1, 1024),
 )
 
 

@@ -5,8 +5,10 @@
     APIError                 {"error": {"message", "type", "param", "code"}} with a status
      +- InvalidRequest       400 invalid_request_error
      +- Unauthorized         401 (missing or wrong API key)
-     +- NotFound             404 (routes, models)
+     +- Forbidden            403 (a WebSocket from an origin CORS does not allow)
+     +- NotFound             404 (routes, models, resumable streams)
      +- MethodNotAllowed     405
+     +- Gone                 410 (a resumable stream that expired)
      +- PayloadTooLarge      413
      +- UnsupportedMediaType 415
      +- RateLimited          429 (wait queue full), with Retry-After
@@ -26,6 +28,8 @@ from model.errors import CapacityExceeded, InvalidInput, ModelError, ModelNotFou
 __all__ = [
     "APIError",
     "DeadlineExceeded",
+    "Forbidden",
+    "Gone",
     "InvalidRequest",
     "MethodNotAllowed",
     "NotFound",
@@ -79,6 +83,11 @@ class Unauthorized(APIError):
     type = "invalid_request_error"
 
 
+class Forbidden(APIError):
+    status = 403
+    type = "invalid_request_error"
+
+
 class NotFound(APIError):
     status = 404
     type = "invalid_request_error"
@@ -86,6 +95,11 @@ class NotFound(APIError):
 
 class MethodNotAllowed(APIError):
     status = 405
+    type = "invalid_request_error"
+
+
+class Gone(APIError):
+    status = 410
     type = "invalid_request_error"
 
 

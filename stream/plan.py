@@ -14,11 +14,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
+from model.chat_output import ChatOutput
 from model.events import Event
 from model.params import GenerationRequest, Grammar, SamplingParams
 from model.tools import Tool, ToolChoice
 
-from .documents import Encoder
+from .documents import Document, Encoder
 from .errors import InvalidRequest
 
 __all__ = ["APIRequest", "Adapter", "Limits", "Model", "Plan"]
@@ -59,7 +60,17 @@ class Model(Protocol):
         messages: Sequence[Mapping[str, Any]],
         tools: Sequence[Tool] = (),
         choice: ToolChoice | None = None,
+        *,
+        template_kwargs: Mapping[str, Any] | None = None,
     ) -> list[int]: ...
+
+    def chat_output(
+        self,
+        prompt: Sequence[int],
+        tools: Sequence[Tool] = (),
+        *,
+        thinking_budget: int | None = None,
+    ) -> ChatOutput: ...
 
     def text_prompt(self, prompt: str | Sequence[int]) -> list[int]: ...
 
@@ -73,6 +84,8 @@ class Model(Protocol):
         choice: ToolChoice | None = None,
     ) -> Grammar | None: ...
 
+    def gbnf_grammar(self, text: str, *, param: str = "grammar") -> Grammar: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
@@ -82,6 +95,11 @@ class Plan:
     encoder: Encoder[Event]
     #: Streamed (SSE) rather than answered at once.
     stream: bool
+    #: A stream that survives its connection; None: the server's default.
+    resumable: bool | None = None
+    #: What a stream sends after a silence, for APIs that define it (Anthropic's ``ping``
+    #: event); None: the transport's own keep-alive comment.
+    heartbeat: Document | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +171,7 @@ class Limits:
         logprobs: int | None,
         grammar: Grammar | None = None,
         tools: tuple[str, ...] | None = None,
+        output: ChatOutput | None = None,
     ) -> GenerationRequest:
         """The engine's request, its completion limit lowered to the room left in the
         context and its deadline set from now. Call :meth:`check_prompt` first."""
@@ -187,4 +206,5 @@ class Limits:
             logprobs=logprobs,
             grammar=grammar,
             tools=tools,
+            output=output,
         )

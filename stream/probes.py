@@ -41,6 +41,7 @@ def ready(registry: ModelRegistry) -> Handler:
             {
                 "status": "ready",
                 "model": served.name,
+                "family": served.family,
                 "engine": dataclasses.asdict(served.stats()),
             }
         )

@@ -4,12 +4,16 @@ Request fields and response shapes follow the OpenAI API reference for
 ``chat.completion`` and ``chat.completion.chunk``: a stream opens with each choice's role,
 text arrives as ``delta.content``, tool calls as ``delta.tool_calls`` (the first delta of a
 call carries its ``id``, ``type`` and function ``name``, later ones argument fragments).
+
+Deviation: the model's reasoning arrives as ``delta.reasoning_content`` (and the same text as
+``delta.reasoning``), as llama.cpp's and vLLM's servers send it and OpenAI's own API does not;
+``usage.completion_tokens_details.reasoning_tokens`` is present when there was reasoning.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from model.events import Delta, Event, Finished, TokenLogprobs, ToolCallDelta
@@ -20,20 +24,27 @@ from stream.errors import InvalidRequest
 from stream.plan import Adapter, Limits, Model, Plan
 
 from .choices import ChoicesEncoder, logprob_entry
+from .llama_server import LLAMA_SERVER, Extensions, check_samplers, extensions, schema_param
 from .openai import COMMON, OpenAIRequest, boolean, common_fields, integer
+from .reasoning import REASONING_FIELDS, ReasoningOptions, reasoning_options
 
 __all__ = ["ADAPTER", "ChatEncoder", "ChatRequest", "ResponseFormat", "parse", "plan"]
 
 _ROLES = {"system", "developer", "user", "assistant", "tool"}
-_CHAT = COMMON | {
-    "messages",
-    "max_completion_tokens",
-    "response_format",
-    "top_logprobs",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-}
+_CHAT = (
+    COMMON
+    | {
+        "messages",
+        "max_completion_tokens",
+        "response_format",
+        "top_logprobs",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+    }
+    | LLAMA_SERVER
+    | REASONING_FIELDS
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +54,8 @@ class ResponseFormat:
     type: Literal["json_object", "json_schema"]
     schema: dict[str, Any] | None = None
     strict: bool = False
+    #: Where the schema came from (llama.cpp server's ``json_schema`` is another place).
+    param: str = "response_format.json_schema.schema"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +73,9 @@ class ChatRequest(OpenAIRequest):
     tools: Any = None
     tool_choice: Any = None
     parallel_tool_calls: Any = None
+    #: llama.cpp server's ``grammar``: GBNF text the output must match.
+    grammar: str | None = None
+    reasoning: ReasoningOptions = field(default_factory=ReasoningOptions)
 
 
 def _content(message: Mapping[str, Any], i: int) -> str | None:
@@ -164,11 +180,15 @@ def _response_format(value: Any) -> ResponseFormat | None:
     if value["type"] == "text":
         return None
     if value["type"] == "json_object":
+        # llama.cpp server's extension: a json_object held to a schema.
+        if "schema" in value:
+            return _json_schema(value.get("schema"), "response_format.schema")
         return ResponseFormat("json_object")
     spec = value.get("json_schema")
-    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+    # OpenAI requires a 'name'; llama.cpp's server clients often send none.
+    if not isinstance(spec, dict) or not isinstance(spec.get("name", ""), str):
         raise InvalidRequest(
-            "'response_format.json_schema' must be an object with a 'name' and a 'schema'.",
+            "'response_format.json_schema' must be an object with a 'schema' (and a 'name').",
             param="response_format.json_schema",
         )
     schema = spec.get("schema", {})
@@ -179,6 +199,12 @@ def _response_format(value: Any) -> ResponseFormat | None:
         )
     strict = boolean(spec, "strict")
     return ResponseFormat("json_schema", schema, strict)
+
+
+def _json_schema(schema: Any, param: str) -> ResponseFormat:
+    if not isinstance(schema, dict):
+        raise InvalidRequest(f"'{param}' must be a JSON Schema object.", param=param)
+    return ResponseFormat("json_schema", schema, param=param)
 
 
 def parse(body: dict[str, Any]) -> ChatRequest:
@@ -192,16 +218,44 @@ def parse(body: dict[str, Any]) -> ChatRequest:
     newer = integer(body, "max_completion_tokens", 1)
     older = integer(body, "max_tokens", 1)  # checked even when the newer name wins
     max_tokens = newer if newer is not None else older
+    field = "max_completion_tokens" if newer is not None else "max_tokens"
+    extra = extensions(body, max_probs=20)
+    fmt = _with_extensions(fmt, extra, wanted or top is not None)
+    common = common_fields(body, _CHAT, extra.max_tokens(max_tokens, field))
+    check_samplers(body, common["sampling"])
+    if extra.n_probs is not None:
+        wanted, top = True, extra.n_probs
     return ChatRequest(
-        **common_fields(body, _CHAT, max_tokens),
+        **common,
         messages=messages,
         logprobs=(top or 0) if wanted else None,
         response_format=fmt,
-        max_tokens_field="max_completion_tokens" if newer is not None else "max_tokens",
+        grammar=extra.grammar,
+        max_tokens_field=field if extra.n_predict is None else "n_predict",
         tools=body.get("tools"),
         tool_choice=body.get("tool_choice"),
         parallel_tool_calls=body.get("parallel_tool_calls"),
+        reasoning=reasoning_options(body),
     )
+
+
+def _with_extensions(
+    fmt: ResponseFormat | None, extra: Extensions, logprobs: bool
+) -> ResponseFormat | None:
+    # llama.cpp server's json_schema, grammar and n_probs, against their OpenAI twins.
+    if extra.json_schema is not None:
+        if fmt is not None:
+            raise InvalidRequest(
+                "'json_schema' and 'response_format' cannot both be set.", param="json_schema"
+            )
+        fmt = _json_schema(extra.json_schema, "json_schema")
+    if extra.grammar is not None and fmt is not None:
+        raise InvalidRequest("'grammar' and 'response_format' cannot both be set.", param="grammar")
+    if extra.n_probs is not None and logprobs:
+        raise InvalidRequest(
+            "'n_probs' and 'logprobs' / 'top_logprobs' cannot both be set.", param="n_probs"
+        )
+    return fmt
 
 
 def plan(request: ChatRequest, model: Model, limits: Limits) -> Plan:
@@ -216,16 +270,26 @@ def plan(request: ChatRequest, model: Model, limits: Limits) -> Plan:
         request.tool_choice, tools, parallel_tool_calls=request.parallel_tool_calls
     )
     calling = bool(tools) and choice is not None and choice.mode != "none"
-    prompt = model.chat_prompt(request.messages, tools, choice)
+    reasoning = request.reasoning
+    prompt = model.chat_prompt(
+        request.messages, tools, choice, template_kwargs=reasoning.template_kwargs or None
+    )
     limits.check_prompt(model, prompt, param="messages", n=request.n, sampling=request.sampling)
     fmt = request.response_format
-    grammar = model.grammar(
-        fmt.type if fmt else None,
-        fmt.schema if fmt else None,
-        strict=fmt.strict if fmt else False,
-        tools=tools,
-        choice=choice,
-    )
+    with schema_param(fmt.param if fmt else None):
+        grammar = model.grammar(
+            fmt.type if fmt else None,
+            fmt.schema if fmt else None,
+            strict=fmt.strict if fmt else False,
+            tools=tools,
+            choice=choice,
+        )
+    if request.grammar is not None:
+        if grammar is not None:
+            raise InvalidRequest(
+                "'grammar' cannot be combined with a forced tool call.", param="grammar"
+            )
+        grammar = model.gbnf_grammar(request.grammar)
     generation = limits.generation(
         model,
         prompt,
@@ -238,7 +302,9 @@ def plan(request: ChatRequest, model: Model, limits: Limits) -> Plan:
         n=request.n,
         logprobs=request.logprobs,
         grammar=grammar,
-        tools=tuple(tool.name for tool in tools) if calling else None,
+        output=model.chat_output(
+            prompt, tools if calling else (), thinking_budget=reasoning.thinking_budget
+        ),
     )
     encoder = ChatEncoder(
         model.name,
@@ -246,7 +312,7 @@ def plan(request: ChatRequest, model: Model, limits: Limits) -> Plan:
         n=request.n,
         logprobs=request.logprobs is not None,
     )
-    return Plan(generation, encoder, request.stream)
+    return Plan(generation, encoder, request.stream, request.resumable)
 
 
 class ChatEncoder(ChoicesEncoder):
@@ -279,6 +345,11 @@ class ChatEncoder(ChoicesEncoder):
         shaped = _logprobs(logprobs) if self.logprobs else None
         return {"index": index, "delta": delta, "logprobs": shaped, "finish_reason": finish}
 
+    def _reasoning(self, event: Delta) -> dict[str, Any]:
+        choice = self._choice(event.index, event.text or None, None, logprobs=event.logprobs)
+        choice["delta"].update(reasoning_content=event.reasoning, reasoning=event.reasoning)
+        return choice
+
     def _tool_call(self, event: ToolCallDelta) -> dict[str, Any]:
         call: dict[str, Any] = {"index": event.call}
         if event.id is not None:
@@ -296,6 +367,9 @@ class ChatEncoder(ChoicesEncoder):
         deltas = [e for e in events if isinstance(e, Delta) and e.index == index]
         text = "".join(d.text for d in deltas)
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        reasoning = "".join(d.reasoning for d in deltas)
+        if reasoning:
+            message["reasoning_content"] = message["reasoning"] = reasoning
         parts = (e for e in events if isinstance(e, ToolCallDelta) and e.index == index)
         calls = join_tool_calls(parts).get(index)
         if calls:

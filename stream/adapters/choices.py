@@ -43,12 +43,15 @@ _json_string = json.encoder.encode_basestring
 
 
 def usage_object(usage: Usage) -> dict[str, Any]:
-    return {
+    shaped: dict[str, Any] = {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
     }
+    if usage.reasoning_tokens:
+        shaped["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return shaped
 
 
 def logprob_entry(choice: TokenChoice) -> dict[str, Any]:
@@ -108,6 +111,10 @@ class ChoicesEncoder:
         """Choice ``index`` of the whole response, from every event of the response."""
         raise NotImplementedError
 
+    def _reasoning(self, event: Delta) -> dict[str, Any] | None:
+        """The chunk choice of a delta with reasoning text; None: the API shows none."""
+        return None
+
     # -- pieces -----------------------------------------------------------------------
 
     def _chunk(self, *choices: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +137,7 @@ class ChoicesEncoder:
             finished[0].usage.prompt_tokens,
             sum(f.usage.completion_tokens for f in finished),
             finished[0].usage.cached_tokens,
+            sum(f.usage.reasoning_tokens for f in finished),
         )
 
     # -- streamed ---------------------------------------------------------------------
@@ -141,6 +149,9 @@ class ChoicesEncoder:
     def encode(self, event: Event) -> Sequence[Document]:
         """The documents for one engine event; the last is ``[DONE]`` or an error."""
         if type(event) is Delta:
+            if event.reasoning:
+                shaped = self._reasoning(event)
+                return (json_document(self._chunk(shaped)),) if shaped else ()
             if event.index or self.logprobs:
                 if not event.text and not event.logprobs:
                     return ()  # a token whose text is still held back

@@ -16,11 +16,12 @@ from stream.errors import InvalidRequest
 from stream.plan import Adapter, Limits, Model, Plan
 
 from .choices import ChoicesEncoder
+from .llama_server import LLAMA_SERVER, check_samplers, extensions, schema_param
 from .openai import COMMON, OpenAIRequest, common_fields, integer
 
 __all__ = ["ADAPTER", "CompletionEncoder", "CompletionRequest", "parse", "plan"]
 
-_COMPLETION = COMMON | {"prompt"}
+_COMPLETION = COMMON | {"prompt"} | LLAMA_SERVER
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,9 @@ class CompletionRequest(OpenAIRequest):
     prompt: str | tuple[int, ...]
     #: The legacy ``logprobs``: None, or how many alternatives per token (0-5).
     logprobs: int | None = None
+    #: llama.cpp server's ``grammar`` (GBNF text) or ``json_schema`` for the output.
+    grammar: str | None = None
+    json_schema: dict[str, Any] | None = None
 
 
 def parse(body: dict[str, Any]) -> CompletionRequest:
@@ -56,10 +60,24 @@ def parse(body: dict[str, Any]) -> CompletionRequest:
         )
     # The legacy endpoint's documented default is 16 tokens.
     max_tokens = integer(body, "max_tokens", 1)
+    extra = extensions(body, max_probs=5)
+    if extra.n_predict is not None:
+        max_tokens = extra.max_tokens(max_tokens, "max_tokens")
+    elif max_tokens is None:
+        max_tokens = 16
+    common = common_fields(body, _COMPLETION, max_tokens)
+    check_samplers(body, common["sampling"])
+    logprobs = integer(body, "logprobs", 0, 5)
+    if extra.n_probs is not None:
+        if logprobs is not None:
+            raise InvalidRequest("'n_probs' and 'logprobs' cannot both be set.", param="n_probs")
+        logprobs = extra.n_probs
     return CompletionRequest(
-        **common_fields(body, _COMPLETION, 16 if max_tokens is None else max_tokens),
+        **common,
         prompt=parsed,
-        logprobs=integer(body, "logprobs", 0, 5),
+        logprobs=logprobs,
+        grammar=extra.grammar,
+        json_schema=extra.json_schema,
     )
 
 
@@ -71,6 +89,12 @@ def plan(request: CompletionRequest, model: Model, limits: Limits) -> Plan:
     """
     prompt = model.text_prompt(request.prompt)
     limits.check_prompt(model, prompt, param="prompt", n=request.n, sampling=request.sampling)
+    grammar = None
+    if request.grammar is not None:
+        grammar = model.gbnf_grammar(request.grammar)
+    elif request.json_schema is not None:
+        with schema_param("json_schema"):
+            grammar = model.grammar("json_schema", request.json_schema)
     generation = limits.generation(
         model,
         prompt,
@@ -81,6 +105,7 @@ def plan(request: CompletionRequest, model: Model, limits: Limits) -> Plan:
         timeout=request.timeout,
         n=request.n,
         logprobs=request.logprobs,
+        grammar=grammar,
     )
     encoder = CompletionEncoder(
         model.name,
@@ -88,7 +113,7 @@ def plan(request: CompletionRequest, model: Model, limits: Limits) -> Plan:
         n=request.n,
         logprobs=request.logprobs is not None,
     )
-    return Plan(generation, encoder, request.stream)
+    return Plan(generation, encoder, request.stream, request.resumable)
 
 
 class CompletionEncoder(ChoicesEncoder):

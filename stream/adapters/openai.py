@@ -1,6 +1,8 @@
 """What the OpenAI request bodies share: numbers, sampling, stop, logit bias, streaming.
 
 Every client mistake is a 400 naming the parameter. Ranges follow the OpenAI API reference.
+``stream_options.resumable`` (a Sluice extension) asks for a stream that survives its
+connection (``stream.transports.resumable``).
 Parameters OpenAI defines that Sluice does not implement are refused by name rather than
 silently ignored; bookkeeping ones (``user``, ``metadata``, ``store``, ...) are accepted and
 have no effect. The chat and legacy completion adapters add their own fields.
@@ -17,7 +19,7 @@ from typing import Any
 from model.params import SamplingParams
 from stream.errors import InvalidRequest
 
-__all__ = ["COMMON", "OpenAIRequest", "boolean", "common_fields", "integer"]
+__all__ = ["COMMON", "OpenAIRequest", "boolean", "common_fields", "integer", "number"]
 
 _TOKEN_ID = re.compile(r"[0-9]{1,10}")
 _ACCEPTED = {"user", "metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
@@ -28,7 +30,6 @@ _UNSUPPORTED = {
     "web_search_options",
     "functions",
     "function_call",
-    "reasoning_effort",
     "best_of",
     "suffix",
     "echo",
@@ -66,6 +67,8 @@ class OpenAIRequest:
     n: int
     stream: bool
     include_usage: bool
+    #: ``stream_options.resumable``; None: the server's default.
+    resumable: bool | None
     max_tokens: int | None
     stop: tuple[str, ...]
     sampling: SamplingParams
@@ -107,6 +110,12 @@ def _number(
             param=param or name,
         )
     return float(value)
+
+
+def number(body: Mapping[str, Any], name: str, default: float, lo: float, hi: float) -> float:
+    """``body[name]`` as a finite number from ``lo`` to ``hi`` (``default`` when absent).
+    :raises InvalidRequest: naming ``name``."""
+    return _number(body, name, default, lo, hi)
 
 
 def integer(body: Mapping[str, Any], name: str, lo: int, hi: int | None = None) -> int | None:
@@ -191,6 +200,12 @@ def common_fields(
         raise InvalidRequest("'stream_options' must be an object.", param="stream_options")
     stream = boolean(body, "stream")
     include_usage = boolean(options or {}, "include_usage")
+    resumable = (options or {}).get("resumable")
+    if resumable is not None and not isinstance(resumable, bool):
+        raise InvalidRequest(
+            f"'stream_options.resumable' must be a boolean, got {_type_name(resumable)}.",
+            param="stream_options.resumable",
+        )
     if options is not None and not stream:
         raise InvalidRequest(
             "'stream_options' is only allowed when 'stream' is true.", param="stream_options"
@@ -212,6 +227,7 @@ def common_fields(
         "n": integer(body, "n", 1, 128) or 1,
         "stream": stream,
         "include_usage": include_usage,
+        "resumable": resumable,
         "max_tokens": max_tokens,
         "stop": _stop(body),
         "sampling": sampling,

@@ -7,7 +7,7 @@ between tokens. The writer times out its own receive, so no second sender and no
 
 A document becomes ``data:`` (and ``event:`` / ``id:`` when it has them); what the data
 means is the encoder's business. Deviation: no ``retry:`` hint, as OpenAI's streams have
-none; a client reconnecting cannot resume a generation yet.
+none; a stream that can be resumed is :mod:`stream.transports.resumable`'s.
 """
 
 from __future__ import annotations
@@ -96,9 +96,10 @@ class SSEResponse(Generic[E]):
     """An ASGI response streaming ``encoder``'s documents for each event until one ends it.
 
     ``next_event`` is awaited under a heartbeat timeout, so it must be safe to cancel (a
-    memory object stream's ``receive`` is). ``on_close`` runs however the stream ends. A
-    source that ends early, or an encoder that fails, ends the stream with the encoder's
-    error document after what was sent.
+    memory object stream's ``receive`` is). ``heartbeat``: the document sent after a silence,
+    for APIs that define one (default: a comment frame). ``on_close`` runs however the stream
+    ends. A source that ends early, or an encoder that fails, ends the stream with the
+    encoder's error document after what was sent.
     """
 
     def __init__(
@@ -107,12 +108,14 @@ class SSEResponse(Generic[E]):
         encoder: StreamEncoder[E],
         *,
         heartbeat_interval: float = 15.0,
+        heartbeat: Document | None = None,
         on_close: Callable[[], None] = lambda: None,
         headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         self._next_event = next_event
         self._encoder = encoder
         self._interval = heartbeat_interval
+        self._heartbeat = HEARTBEAT if heartbeat is None else frame(heartbeat)
         self._on_close = on_close
         self._headers = SSE_HEADERS + (headers or [])
 
@@ -134,7 +137,7 @@ class SSEResponse(Generic[E]):
                 with anyio.move_on_after(self._interval) as waited:
                     event = await self._next_event()
                 if waited.cancelled_caught:
-                    body, last = HEARTBEAT, False
+                    body, last = self._heartbeat, False
                 else:
                     body, last = frames(encode(event))
                 if last:

@@ -67,12 +67,16 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(**overrides: Any) -> Iterator[RunningServer]:
+def running_server(
+    *, resolved: ResolvedModel | None = None, **overrides: Any
+) -> Iterator[RunningServer]:
+    """The service on a free port with ``Config`` ``overrides``, serving ``resolved`` (by
+    default the embedded model)."""
     # One llama.cpp thread: the test client and the server share a small, often busy
     # machine, where two OpenMP threads spin against each other and run several times slower.
     overrides.setdefault("threads", 1)
     config = Config(host="127.0.0.1", port=0, **overrides)
-    app = create_app(config, embedded_model())
+    app = create_app(config, resolved or embedded_model())
     hypercorn = hypercorn_config(config)
     hypercorn.graceful_timeout = 1.0
     # Port 0: the kernel picked a free port for the listening socket Sluice made.

@@ -164,8 +164,11 @@ def test_queue_overflow_is_429_while_admitted_streams_carry_on() -> None:
         assert sum(bool(content_of(f.json())) for f in data[:-1]) > 100
 
 
-def slow_client(port: int, body: dict[str, Any], received: list[bytes], pause: float) -> None:
-    """A client with a tiny receive window that reads nothing for ``pause`` seconds."""
+def slow_client(
+    port: int, body: dict[str, Any], received: list[bytes], resume: threading.Event
+) -> None:
+    """A client with a tiny receive window that reads nothing until ``resume`` is set (or two
+    minutes pass): how soon the server fills the window depends on the machine's speed."""
     payload = json.dumps(body).encode()
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
@@ -175,7 +178,7 @@ def slow_client(port: int, body: dict[str, Any], received: list[bytes], pause: f
             f"content-length: {len(payload)}\r\nconnection: close\r\n\r\n".encode()
             + payload
         )
-        time.sleep(pause)
+        resume.wait(120)
         while data := sock.recv(1024):
             received.append(data)
             time.sleep(0.001)
@@ -216,9 +219,10 @@ def test_a_slow_reader_pauses_alone_and_resumes_intact() -> None:
     with running_server(slots=2, ctx_size=2048, stream_buffer=4, send_buffer=4096) as srv:
         received: list[bytes] = []
         slow_body = {**body, "logprobs": True, "stream_options": {"include_usage": True}}
-        slow = threading.Thread(target=slow_client, args=(srv.port, slow_body, received, 8.0))
+        resume = threading.Event()
+        slow = threading.Thread(target=slow_client, args=(srv.port, slow_body, received, resume))
         slow.start()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while srv.engine_stats()["pauses"] == 0:
             assert time.monotonic() < deadline, "the slow reader never paused its sequence"
             time.sleep(0.05)
@@ -230,6 +234,7 @@ def test_a_slow_reader_pauses_alone_and_resumes_intact() -> None:
         ):
             fast = [f for f in frames(response) if f.kind == "data"]
         after = srv.engine_stats()
+        resume.set()
         slow.join()
     assert after["active"] == 1  # the paused sequence kept its slot
     tokens = sum(1 for f in fast[:-1] if content_of(f.json()))
@@ -250,15 +255,17 @@ def test_a_client_that_stops_reading_is_dropped_after_the_stall_limit() -> None:
         slots=1, ctx_size=2048, stream_buffer=4, send_buffer=4096, stall_timeout=0.5
     ) as srv:
         received: list[bytes] = []
-        slow = threading.Thread(target=slow_client, args=(srv.port, body, received, 8.0))
+        resume = threading.Event()
+        slow = threading.Thread(target=slow_client, args=(srv.port, body, received, resume))
         slow.start()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while srv.engine_stats()["stalled"] == 0:
             assert time.monotonic() < deadline, "the stalled client was never dropped"
             time.sleep(0.05)
         stats = srv.wait_idle(timeout=5)
         # The slot is free again although the client is still connected.
         assert chat_text(srv.url, "bees", max_tokens=4)
+        resume.set()
         slow.join()
     assert stats["active"] == 0
     assert stats["stalled"] == 1

@@ -188,7 +188,8 @@ def requests_counted(server: RunningServer, route: str, status: str) -> float:
 
 def test_a_websocket_upgrade_is_refused_with_an_openai_404(server: RunningServer) -> None:
     before = requests_counted(server, "other", "404")
-    status, headers, body = websocket_handshake(server.port, CHAT)
+    # A path with no WebSocket (the generation APIs have one: tests/e2e/test_websocket.py).
+    status, headers, body = websocket_handshake(server.port, "/v1/models")
     assert status.startswith("HTTP/1.1 404")
     assert headers["content-type"] == "application/json"
     assert headers["x-request-id"] == "ws-probe-1"

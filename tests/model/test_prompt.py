@@ -329,3 +329,22 @@ def test_the_template_must_write_unicode(vocab: LlamaModel) -> None:
         ChatPrompt(vocab, template).tokens([{"role": "user", "content": "hi"}])
     with pytest.raises(TemplateError, match="not Unicode"):
         ChatPrompt(vocab, template).check()
+
+
+def test_structure_keys_stay_keys_and_client_keys_stay_text(
+    vocab: LlamaModel, control_ids: frozenset[int]
+) -> None:
+    # "name" can complete <filename> / <repo_name>: shadowed, a template's tool_call.function.name
+    # would be undefined. Keys Sluice writes itself stay as they are; a client's argument keys
+    # are still client text.
+    source = (
+        "{% for m in messages %}{% for c in m.tool_calls or [] %}<|im_start|>"
+        "{{ c.function.name }}:{% for k, v in c.function.arguments.items() %}<file{{ k }}"
+        "{% endfor %}<|im_end|>{% endfor %}{% endfor %}"
+    )
+    calls = [{"id": "1", "type": "function", "function": {"name": "f", "arguments": {"name>": 1}}}]
+    tokens = _prompt(vocab, source).tokens(
+        [{"role": "assistant", "content": None, "tool_calls": calls}]
+    )
+    assert vocab.text_of(tokens, special=True).endswith("<|im_start|>f:<filename><|im_end|>")
+    assert sum(1 for t in tokens if t in control_ids) == 2  # <filename> is the client's text

@@ -251,9 +251,17 @@ async def test_a_template_route_passes_its_parameter() -> None:
 # -- WebSocket handshakes ------------------------------------------------------------------
 
 
-async def handshake(app: Sluice, path: str, *, denial: bool) -> list[Message]:
+async def handshake(
+    app: Sluice,
+    path: str,
+    *,
+    denial: bool,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    subprotocols: list[str] | None = None,
+    then: tuple[Message, ...] = (),
+) -> list[Message]:
     sent: list[Message] = []
-    incoming = [{"type": "websocket.connect"}]
+    incoming = [{"type": "websocket.connect"}, *then]
 
     async def receive() -> Message:
         if incoming:
@@ -264,7 +272,12 @@ async def handshake(app: Sluice, path: str, *, denial: bool) -> list[Message]:
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope: dict[str, Any] = {"type": "websocket", "path": path, "headers": []}
+    scope: dict[str, Any] = {
+        "type": "websocket",
+        "path": path,
+        "headers": headers or [],
+        "subprotocols": subprotocols or [],
+    }
     if denial:
         scope["extensions"] = {"websocket.http.response": {}}
     with anyio.fail_after(5):
@@ -281,7 +294,8 @@ def counted(app: Sluice, status: str) -> float:
 
 @pytest.mark.anyio
 async def test_a_websocket_is_denied_with_an_openai_404(loading: Sluice) -> None:
-    sent = await handshake(loading, "/v1/chat/completions", denial=True)
+    # A path with no WebSocket (the generation APIs have one).
+    sent = await handshake(loading, "/v1/models", denial=True)
     start, body = sent
     assert start["type"] == "websocket.http.response.start"
     assert start["status"] == 404
@@ -293,6 +307,29 @@ async def test_a_websocket_is_denied_with_an_openai_404(loading: Sluice) -> None
     assert error["code"] == "unknown_url"
     assert error["type"] == "invalid_request_error"
     assert counted(loading, "404") == 1
+
+
+@pytest.mark.anyio
+async def test_a_websocket_handshake_checks_the_key_and_the_origin() -> None:
+    app = create_app(Config(api_keys="sk-one", cors_origins="https://app.example"))
+    path = "/v1/chat/completions"
+    refused = await handshake(app, path, denial=True)
+    assert refused[0]["status"] == 401
+    assert json.loads(refused[1]["body"])["error"]["code"] == "missing_api_key"
+    wrong = await handshake(app, path, denial=True, subprotocols=["sluice.key.sk-two"])
+    assert wrong[0]["status"] == 401
+    elsewhere = [(b"origin", b"https://evil.example"), (b"authorization", b"Bearer sk-one")]
+    forbidden = await handshake(app, path, denial=True, headers=elsewhere)
+    assert forbidden[0]["status"] == 403
+    # A browser's key as a subprotocol, from an allowed origin: accepted, the protocol echoed.
+    allowed = [(b"origin", b"https://app.example")]
+    offered = ["json", "sluice.key.sk-one"]
+    leave = ({"type": "websocket.disconnect", "code": 1000},)
+    accepted = await handshake(
+        app, path, denial=True, headers=allowed, subprotocols=offered, then=leave
+    )
+    assert accepted[0]["type"] == "websocket.accept"
+    assert accepted[0]["subprotocol"] == "sluice.key.sk-one"
 
 
 @pytest.mark.anyio

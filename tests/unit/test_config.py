@@ -124,8 +124,9 @@ def test_invalid_values_name_the_field(name: str, raw: str) -> None:
 
 @pytest.mark.parametrize("name", OPTIONAL_STRINGS)
 def test_empty_optional_string_is_none(name: str) -> None:
+    value = "hermes" if name == "tool_format" else "x"  # a family name is checked
     assert getattr(Config.from_mapping({name: ""}), name) is None
-    assert getattr(Config.from_mapping({name: "x"}), name) == "x"
+    assert getattr(Config.from_mapping({name: value}), name) == value
 
 
 @pytest.mark.parametrize("name", REQUIRED_STRINGS)
@@ -231,9 +232,32 @@ def test_every_field_has_a_flag(name: str) -> None:
         **{n: (["0.5"], 0.5) for n in FLOATS},
         **{n: ([], True) for n in BOOLS},
         **{n: (["abc"], "abc") for n in OPTIONAL_STRINGS + REQUIRED_STRINGS},
+        "tool_format": (["llama3"], "llama3"),  # a family name is checked
+        "reasoning_format": (["none"], "none"),  # one of two values
     }
     args, expected = sample[name]
     assert getattr(Config.from_args([flag, *args], {}), name) == expected
+
+
+def test_an_unknown_tool_format_exits_2_listing_the_families(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        Config.from_args(["--tool-format", "klingon"], {})
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "klingon" in err
+    assert all(name in err for name in ("hermes", "llama3", "mistral", "qwen3-coder", "harmony"))
+    with pytest.raises(SystemExit) as exited:
+        Config.from_args([], {"SLUICE_TOOL_FORMAT": "klingon"})
+    assert exited.value.code == 2
+
+
+def test_reasoning_format_is_auto_or_none() -> None:
+    assert Config().reasoning_format == "auto"
+    assert Config.from_mapping({"reasoning_format": "none"}).reasoning_format == "none"
+    with pytest.raises(ValueError, match="reasoning_format"):
+        Config.from_mapping({"reasoning_format": "raw"})
 
 
 def test_cli_overrides_env_and_env_fills_the_rest() -> None:

@@ -121,6 +121,20 @@ def test_tojson_keeps_non_ascii_and_html_and_takes_indent() -> None:
     )
 
 
+def test_tojson_writes_generators_as_lists() -> None:
+    template = _inline("{{ messages | map(attribute='role') | tojson }}")
+    roles = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+    assert template.render(roles) == '["user", "assistant"]'
+
+
+def test_variables_reach_the_template_but_never_replace_its_own() -> None:
+    template = _inline("{{ enable_thinking }} {{ messages | length }} {{ add_generation_prompt }}")
+    variables = {"enable_thinking": False, "messages": "forged", "add_generation_prompt": 7}
+    assert template.render([{"role": "user", "content": "x"}], variables=variables) == (
+        "False 1 True"
+    )
+
+
 def test_tools_are_passed_through() -> None:
     template = _inline(
         "{% if tools %}{% for tool in tools %}{{ tool | tojson }}{% endfor %}{% endif %}"
