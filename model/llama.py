@@ -56,10 +56,6 @@ llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
 llama_cpp.llama_backend_init()
 
 
-#: Largest CPU micro-batch that keeps llama.cpp's flash attention on its per-row kernel.
-_CPU_UBATCH = 63
-
-
 class ModelLoadError(LoadError):
     """llama.cpp could not load the model or create a context; the message says which."""
 
@@ -113,8 +109,6 @@ class LlamaModel:
         if not ptr:
             raise ModelLoadError(f"llama.cpp could not load {path} (see the log above)")
         self.path = path
-        #: Whether layers run on a GPU (llama.cpp built for one, and layers offloaded).
-        self.offloaded = n_gpu_layers != 0 and not vocab_only and gpu_offload_supported()
         self._ptr: Any = ptr
         self.vocab: Any = llama_cpp.llama_model_get_vocab(ptr)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
@@ -266,13 +260,7 @@ class LlamaContext:
         params.n_seq_max = n_seq
         params.kv_unified = True
         params.n_batch = n_batch
-        # On a CPU, micro-batches stay under 64 tokens: from 64 query rows on, llama.cpp's
-        # CPU flash attention takes a tiled kernel that rounds differently, and in a unified
-        # cache all sequences of a step share one attention op, so a sequence's greedy text
-        # would depend on what else ran with it. Below 64, every row takes the same kernel,
-        # which skips other sequences' cells: the text is the same alone and batched, for
-        # about a fifth more CPU per prompt token. A GPU keeps large micro-batches.
-        params.n_ubatch = min(n_batch, 512 if model.offloaded else _CPU_UBATCH)
+        params.n_ubatch = min(n_batch, 512)
         params.n_threads = n_threads
         params.n_threads_batch = n_threads
         params.no_perf = True
