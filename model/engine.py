@@ -84,6 +84,11 @@ class Engine:
             n_threads=options.threads,
         )
         self.ctx_size = options.ctx_size
+        if self._ctx.n_ctx < options.ctx_size:  # never so after the checks above; be sure
+            self._ctx.close()
+            raise ModelLoadError(
+                f"llama.cpp made {self._ctx.n_ctx} KV cells, not {options.kv_size}"
+            )
         self._batch = Batch(options.batch_size)
         self._candidates = Candidates(model.n_vocab)
         self._pool = KVPool(self._ctx, options.slots)

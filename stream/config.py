@@ -169,7 +169,8 @@ class Config:
 _RANGES: tuple[tuple[str, int, int | None], ...] = (
     ("ctx_size", 0, None),
     ("slots", 1, 256),
-    ("kv_size", 0, None),
+    # llama.cpp keeps the cache size in 32 bits (a larger value would wrap around).
+    ("kv_size", 0, 2**31 - 1),
     ("batch_size", 1, 65536),
     ("prefill_chunk", 1, None),
     ("threads", 0, 512),
