@@ -110,7 +110,6 @@ def stream(port: int, prompt: str, tokens: int, started: float | None = None) ->
         {
             "prompt": prompt,
             "max_tokens": tokens,
-            "n_predict": tokens,
             "temperature": 0,
             "ignore_eos": True,
             "stream": True,
@@ -132,7 +131,10 @@ def stream(port: int, prompt: str, tokens: int, started: float | None = None) ->
             now = time.perf_counter()
             arrivals.extend([now] * (data.count(b'"text":"') - data.count(b'"text":""')))
             buffer += data
-    ok = b" 200 " in buffer.split(b"\r\n", 1)[0] + b" " and b"[DONE]" in buffer
+    status = buffer.split(b"\r\n", 1)[0]
+    ok = b" 200 " in status + b" " and b"[DONE]" in buffer
+    if status and not any(code in status + b" " for code in (b" 200 ", b" 503 ")):
+        raise RuntimeError(f"the server answered {buffer[:300]!r}")
     if not arrivals:
         return Stream(float("inf"), 0, 0.0, False)
     return Stream(arrivals[0] - start, len(arrivals), arrivals[-1] - arrivals[0], ok)
@@ -169,7 +171,7 @@ def cold_start(kind: str, model: Path, threads: int, slots: int, ctx: int) -> fl
                 run = stream(port, PROMPT.format(n=0), 2, started=launched)
                 if run.ok:
                     return run.ttft
-            except OSError:
+            except OSError:  # not listening yet
                 pass
             if process.poll() is not None:
                 raise RuntimeError(f"{kind} exited during start-up")
