@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib
 import logging
 import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -176,6 +178,7 @@ def _model_settings(config: Config) -> ModelSettings:
         reasoning_format="none" if config.reasoning_format == "none" else "auto",
         slots=config.slots,
         ctx_size=config.ctx_size,
+        kv_size=config.kv_size,
         batch_size=config.batch_size,
         prefill_chunk=config.prefill_chunk,
         threads=config.threads or os.cpu_count() or 1,
@@ -255,6 +258,9 @@ def hypercorn_config(config: Config) -> HypercornConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     """Serve until SIGINT or SIGTERM; exit 2 on a bad setting or model spec, 1 if the model
     fails to load."""
+    # Load llama.cpp's native library (a quarter of a second) while the rest of start-up
+    # runs: ctypes lets go of the GIL while it maps the library.
+    threading.Thread(target=importlib.import_module, args=("model.llama",), daemon=True).start()
     from hypercorn.asyncio import serve
 
     config = Config.from_args(sys.argv[1:] if argv is None else argv)

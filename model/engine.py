@@ -3,11 +3,16 @@
 Each step is one ``llama_decode`` holding the next token of every decoding sequence plus
 prompt chunks of sequences still reading their prompt, under a per-step token budget, so
 a long prompt never stalls running streams. Requests wait in a bounded first-come,
-first-served queue for a free slot. A sequence whose consumer is not accepting is skipped
-(its KV stays) and dropped if that lasts past ``stall_timeout``; one whose consumer left,
-that was cancelled, or whose deadline passed ends at the next step. The events of a step
-go out in one :data:`~model.events.Dispatch` call, which never blocks: the engine never
-waits on a client.
+first-served queue for a free slot and for room in the KV pool (:mod:`model.kv_pool`).
+When the pool runs short, idle cached prefixes are dropped first (least recently used);
+if that is not enough, the youngest running sequence is preempted: its KV is given back and
+it waits at the head of the queue, then reads its prompt and the tokens it generated again
+and goes on where it was (its sampler, detokenizer and stop matcher keep their state), so
+no running sequence is ever cut short or corrupted. A sequence whose consumer is not
+accepting is skipped (its KV stays) and dropped if that lasts past ``stall_timeout``; one
+whose consumer left, that was cancelled, or whose deadline passed ends at the next step.
+The events of a step go out in one :data:`~model.events.Dispatch` call, which never
+blocks: the engine never waits on a client.
 
 A sequence whose grammar cannot go on (no token fits, or its grammar work passed
 ``grammar_token_limit``; see :mod:`model.sampling`) ends with an error naming the constraint,
@@ -19,18 +24,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import llama_cpp
 
+from .engine_options import EngineOptions, EngineStats
 from .errors import CapacityExceeded
 from .events import Dispatch, Event, SequenceSink
+from .kv_pool import KVPool, Slot
 from .llama import Batch, LlamaContext, LlamaModel, ModelLoadError
 from .logprobs import token_logprob
 from .params import GenerationRequest
 from .sampling import Candidates, ConstraintFailed, Sampler
+from .scheduler import Scheduler
 from .sequence import Phase, Sequence
 
 __all__ = ["Engine", "EngineOptions", "EngineStats", "QueueFull"]
@@ -40,70 +46,6 @@ _log = logging.getLogger("sluice.engine")
 
 class QueueFull(CapacityExceeded):
     """Every slot is busy and the wait queue is at its limit."""
-
-
-@dataclass(frozen=True, slots=True)
-class EngineOptions:
-    #: Sequences decoded together; each has its own KV stream of ``ctx_size`` tokens.
-    slots: int = 4
-    #: Context per sequence (prompt plus completion), in tokens.
-    ctx_size: int = 4096
-    #: Tokens per decode step, shared by decoding sequences and prompt chunks.
-    batch_size: int = 512
-    #: Prompt tokens read per step while other sequences are decoding, so a long prompt
-    #: slows running streams by a bounded amount instead of stalling them.
-    prefill_chunk: int = 128
-    threads: int = 2
-    #: Requests waiting for a slot before new ones are refused.
-    max_queue: int = 64
-    #: Seconds a paused sequence (its client not reading) keeps its slot before it is dropped.
-    stall_timeout: float = 30.0
-    #: CPU seconds sampling one token of a constrained sequence may take (twice in a row).
-    grammar_token_limit: float = 0.25
-    #: Seconds :meth:`Engine.close` waits for the engine thread.
-    close_timeout: float = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class EngineStats:
-    active: int
-    queued: int
-    #: Decode steps so far: a clock that counts work, not seconds.
-    steps: int
-    slots: int
-    ctx_size: int
-    #: Sequences that ever got a slot.
-    admitted: int
-    #: Times a sequence was paused because its client was not reading.
-    pauses: int
-    #: Sequences dropped because their client stopped reading for too long.
-    stalled: int
-    #: Sequences ended by their deadline.
-    expired: int
-    #: Sequences ended because their client went away.
-    gone: int
-    #: Sequences ended by :meth:`Engine.cancel_all` (shutdown).
-    evicted: int
-    #: KV cells holding tokens, over all slots (idle slots keep theirs for prefix reuse).
-    kv_used: int
-
-
-class _Slot:
-    __slots__ = ("cached", "index", "sequence")
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.sequence: Sequence | None = None
-        #: Tokens whose KV this slot holds, kept after a request ends for prefix reuse.
-        self.cached: list[int] = []
-
-
-def _common_prefix(a: list[int], b: tuple[int, ...]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 Outbox = list[tuple[SequenceSink, Event]]
@@ -123,25 +65,44 @@ class Engine:
         trained = int(model.n_ctx_train / scale) if 0 < scale <= 1 else model.n_ctx_train
         if options.ctx_size > trained:
             raise ModelLoadError(
-                f"a context of {options.ctx_size} tokens per slot is more than the model was "
-                f"trained for ({trained}); use a smaller --ctx-size"
+                f"a context of {options.ctx_size} tokens per sequence is more than the model "
+                f"was trained for ({trained}); use a smaller --ctx-size"
+            )
+        if options.kv_size < options.ctx_size:
+            raise ModelLoadError(
+                f"a KV pool of {options.kv_size} cells cannot hold one sequence of "
+                f"{options.ctx_size} tokens; use a larger --kv-size or a smaller --ctx-size"
             )
         self.model = model
         self.options = options
         self._dispatch = dispatch
         self._ctx = LlamaContext(
             model,
-            n_ctx_seq=options.ctx_size,
+            n_ctx=options.kv_size,
             n_seq=options.slots,
             n_batch=options.batch_size,
             n_threads=options.threads,
         )
-        self.ctx_size = self._ctx.n_ctx_seq
+        self.ctx_size = options.ctx_size
+        if self._ctx.n_ctx < options.ctx_size:  # never so after the checks above; be sure
+            self._ctx.close()
+            raise ModelLoadError(
+                f"llama.cpp made {self._ctx.n_ctx} KV cells, not {options.kv_size}"
+            )
         self._batch = Batch(options.batch_size)
         self._candidates = Candidates(model.n_vocab)
-        self._slots = [_Slot(i) for i in range(options.slots)]
-        self._queue: deque[Sequence] = deque()
+        self._pool = KVPool(self._ctx, options.slots)
+        self._slots = self._pool.slots
         self._cond = threading.Condition()
+        self._schedule = Scheduler(self._pool, self._cond, self._seat)
+        self._queue = self._schedule.queue
+        self._resume = self._schedule.resume
+        #: This thread's CPU time in the loop iterations that decoded, outside llama_decode:
+        #: the host's work (batch, sampling, detokenizing, stops, dispatch). Decode wall
+        #: time too, for the share; and this thread's CPU clock around the last decode.
+        self._host_ns = 0
+        self._decode_ns = 0
+        self._decode_at = (0, 0)
         self._stopping = False
         self._steps = 0
         self._admitted = 0
@@ -234,7 +195,13 @@ class Engine:
             self._expired,
             self._gone,
             self._evicted,
-            sum(len(slot.cached) for slot in self._slots),
+            # Choices sharing a prompt count it once each (see model.kv_pool): capped.
+            min(self._pool.used(), self._pool.cells),
+            self._pool.cells,
+            self._schedule.preempted,
+            self._pool.evictions,
+            self._host_ns / 1e9,
+            self._decode_ns / 1e9,
         )
 
     # -- engine thread ----------------------------------------------------------------
@@ -250,22 +217,33 @@ class Engine:
                     busy = self._queue or any(s.sequence for s in self._slots)
                     self._cond.wait(timeout=0.1 if busy else None)
             events: Outbox = []
+            # CPU time of this thread: what the loop costs, whatever else the machine runs.
+            started = time.thread_time_ns()
+            steps = self._steps
             try:
                 now = time.monotonic()
                 self._retire(events, now)
-                self._admit()
+                self._schedule.admit()
+                self._schedule.make_room()
                 self._step(events, now)
             except Exception:
                 _log.exception("decode step failed; ending the sequences in it")
                 events.extend(self._fail_all("internal error while generating"))
             if events:
                 self._dispatch(events)
+            if self._steps != steps:
+                # Measured around the decode call, never as a difference with its much
+                # larger time, which would drown the host's share in that time's noise.
+                before = self._decode_at[0] - started
+                self._host_ns += before + time.thread_time_ns() - self._decode_at[1]
         events = []
         for sequence in list(self._running()):
             events.extend((sequence.sink, e) for e in sequence.finish("cancelled"))
             self._release(sequence)
-        for sequence in self._queue:
-            events.extend((sequence.sink, e) for e in sequence.finish("cancelled"))
+        for leader in self._queue:
+            for sequence in self._schedule.group(leader):
+                events.extend((sequence.sink, e) for e in sequence.finish("cancelled"))
+                self._close_sampler(sequence)
         self._queue.clear()
         if events:
             self._dispatch(events)
@@ -273,7 +251,7 @@ class Engine:
     def _running(self) -> Iterator[Sequence]:
         return (slot.sequence for slot in self._slots if slot.sequence is not None)
 
-    def _occupied(self) -> Iterator[tuple[_Slot, Sequence]]:
+    def _occupied(self) -> Iterator[tuple[Slot, Sequence]]:
         return ((slot, slot.sequence) for slot in self._slots if slot.sequence is not None)
 
     def _has_work(self) -> bool:
@@ -281,7 +259,11 @@ class Engine:
             return True
         if any(s.sink.gone for s in self._queue):
             return True
-        if self._queue and any(slot.sequence is None for slot in self._slots):
+        if (
+            self._queue
+            and not self._schedule.room_wait
+            and any(s.sequence is None for s in self._slots)
+        ):
             return True
         return any(s.sink.accepting or s.sink.gone for s in self._running())
 
@@ -305,8 +287,11 @@ class Engine:
             with self._cond:
                 self._queue.remove(leader)
             events.extend((leader.sink, e) for e in produced)
-            for fork in leader.forks:
+            forks = self._schedule.group(leader)[1:]
+            self._close_sampler(leader)
+            for fork in forks:
                 events.extend((fork.sink, e) for e in self._ending(fork, now, eviction))
+                self._close_sampler(fork)
 
     def _ending(self, sequence: Sequence, now: float, eviction: str | None) -> list[Event]:
         """The events that end ``sequence`` now, or none when it goes on."""
@@ -326,45 +311,24 @@ class Engine:
             return sequence.finish("cancelled", message)
         return []
 
-    def _admit(self) -> None:
-        while True:
-            free = [slot for slot in self._slots if slot.sequence is None]
-            with self._cond:
-                # A request is admitted with all its choices at once, in arrival order.
-                if not self._queue or len(free) < 1 + len(self._queue[0].forks):
-                    return
-                leader = self._queue.popleft()
-            prompt = leader.prompt
-            # Prefer the free slot whose cached KV shares the longest prefix with this
-            # prompt (the next turn of a chat); at least one prompt token is always read
-            # so the step produces logits for it.
-            slot = max(free, key=lambda s: (_common_prefix(s.cached, prompt), -len(s.cached)))
-            reuse = min(_common_prefix(slot.cached, prompt), len(prompt) - 1)
-            self._ctx.forget(slot.index, reuse)
-            del slot.cached[reuse:]
-            free.remove(slot)
-            self._seat(leader, slot, Phase.PROMPT)
-            leader.prompt_pos = reuse
-            leader.cached_tokens = reuse
-            for fork in leader.forks:
-                self._seat(fork, free.pop(), Phase.FORK)
-
-    def _seat(self, sequence: Sequence, slot: _Slot, phase: Phase) -> None:
+    def _seat(self, sequence: Sequence, slot: Slot, phase: Phase) -> None:
         slot.sequence = sequence
-        self._admitted += 1
         sequence.slot = slot.index
-        sequence.order = self._admitted
-        request = sequence.request
-        sequence.sampler = Sampler(
-            request.sampling,
-            self.model,
-            request.grammar,
-            choice=sequence.index,
-            history=request.prompt,
-            candidates=self._candidates,
-            grammar_token_limit=self.options.grammar_token_limit,
-        )
+        if not sequence.order:  # a preempted sequence keeps its age
+            self._admitted += 1
+            sequence.order = self._admitted
         sequence.phase = phase
+        request = sequence.request
+        if sequence.sampler is None:
+            sequence.sampler = Sampler(
+                request.sampling,
+                self.model,
+                request.grammar,
+                choice=sequence.index,
+                history=request.prompt,
+                candidates=self._candidates,
+                grammar_token_limit=self.options.grammar_token_limit,
+            )
 
     def _fork(self, leader: Sequence) -> list[Sequence]:
         """Give the waiting choices a copy of the prompt the leader just read."""
@@ -373,9 +337,7 @@ class Engine:
         for fork in leader.forks:
             if fork.phase is not Phase.FORK:
                 continue
-            target = self._slots[fork.slot]
-            self._ctx.copy(source.index, target.index)
-            target.cached = list(source.cached)
+            self._pool.copy(source, self._slots[fork.slot])
             fork.prompt_pos = leader.prompt_pos
             fork.cached_tokens = leader.cached_tokens
             forked.append(fork)
@@ -384,8 +346,8 @@ class Engine:
     def _step(self, events: Outbox, now: float) -> None:
         batch = self._batch
         batch.clear()
-        sampled: list[tuple[_Slot, Sequence, int]] = []
-        prompts: list[tuple[_Slot, Sequence]] = []
+        sampled: list[tuple[Slot, Sequence, int]] = []
+        prompts: list[tuple[Slot, Sequence]] = []
         for slot, sequence in self._occupied():
             if sequence.phase is Phase.PROMPT:
                 prompts.append((slot, sequence))
@@ -409,27 +371,42 @@ class Engine:
             if budget <= 0:
                 break
             start = sequence.prompt_pos
-            chunk = sequence.prompt[start : start + budget]
+            source = self._schedule.source(sequence)
+            chunk = source[start : start + budget]
             for offset, token in enumerate(chunk):
                 index = batch.add(token, start + offset, slot.index, False)
             slot.cached.extend(chunk)
             sequence.prompt_pos += len(chunk)
             budget -= len(chunk)
-            if sequence.prompt_pos == len(sequence.prompt):
+            if sequence.prompt_pos < len(source):
+                continue
+            if sequence in self._resume:
+                # Back where it was preempted: its pending token is decoded next step.
+                del self._resume[sequence]
+                sequence.phase = Phase.DECODE
+            else:
                 batch.raw.logits[index] = True
                 sampled.append((slot, sequence, index))
         if batch.n == 0:
             return
+        started, wall = time.thread_time_ns(), time.perf_counter_ns()
         rc = self._ctx.decode(batch)
+        self._decode_ns += time.perf_counter_ns() - wall
+        self._decode_at = (started, time.thread_time_ns())
         self._steps += 1
         if rc != 0:
             raise RuntimeError(f"llama_decode returned {rc} for a batch of {batch.n} tokens")
+        best = self._argmax(sampled)
         for _slot, sequence, index in list(sampled):
             if sequence.phase is Phase.PROMPT and sequence.forks:
                 # The other choices sample their first token from these same logits.
                 sampled.extend((self._slots[f.slot], f, index) for f in self._fork(sequence))
         for slot, sequence, index in sampled:
-            picked = self._sample(sequence, index, events)
+            assert sequence.sampler is not None
+            if best is not None and sequence.sampler.argmax:
+                picked: int | None = best[index]
+            else:
+                picked = self._sample(sequence, index, events)
             if picked is None:
                 continue
             token = picked
@@ -446,6 +423,18 @@ class Engine:
             if sequence.phase is Phase.DONE:
                 self._release(sequence)
 
+    def _argmax(self, sampled: list[tuple[Slot, Sequence, int]]) -> dict[int, int] | None:
+        """The highest logit's token at each batch position that has logits, when some
+        sequence of this step takes just that (see :attr:`Sampler.argmax`).
+
+        One array operation for the whole step: the logits of every sampled position lie
+        row after row, in batch order, which is the order of ``sampled``.
+        """
+        if not any(s.sampler is not None and s.sampler.argmax for _, s, _ in sampled):
+            return None
+        best = self._ctx.logits(len(sampled)).argmax(axis=1).tolist()
+        return {index: token for (_, _, index), token in zip(sampled, best, strict=True)}
+
     def _sample(self, sequence: Sequence, index: int, events: Outbox) -> int | None:
         """The sequence's next token; None when its grammar ended it (events say why)."""
         assert sequence.sampler is not None
@@ -461,7 +450,11 @@ class Engine:
 
     def _release(self, sequence: Sequence) -> None:
         # The slot keeps its KV (and ``cached`` says exactly what it holds) for prefix reuse.
-        self._slots[sequence.slot].sequence = None
+        self._pool.release(self._slots[sequence.slot])
+        self._close_sampler(sequence)
+
+    def _close_sampler(self, sequence: Sequence) -> None:
+        self._resume.pop(sequence, None)
         if sequence.sampler is not None:
             sequence.sampler.close()
             sequence.sampler = None
@@ -472,6 +465,5 @@ class Engine:
             events.extend((sequence.sink, e) for e in sequence.finish("error", message))
             self._release(sequence)
             # After a failed decode the KV may not match ``cached``: start the slot afresh.
-            self._ctx.forget(slot.index, 0)
-            slot.cached = []
+            self._pool.forget(slot)
         return events

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
+import numpy.typing as npt
 
 from .errors import LoadError
 
@@ -116,6 +118,9 @@ class LlamaModel:
         self.bos = int(llama_cpp.llama_vocab_bos(self.vocab))
         self.eos = int(llama_cpp.llama_vocab_eos(self.vocab))
         self._piece_buf = ctypes.create_string_buffer(256)
+        #: Pieces already asked for (special=False): the hot path is then a dict lookup,
+        #: not a ctypes call and a copy. Bounded by the vocabulary.
+        self._pieces: dict[int, bytes] = {}
 
     @property
     def ptr(self) -> Any:
@@ -193,6 +198,14 @@ class LlamaModel:
 
         Not thread-safe (shared buffer): the engine thread is the only caller on the hot path.
         """
+        if not special:
+            found = self._pieces.get(token)
+            if found is None:
+                found = self._pieces[token] = self._read_piece(token, special=False)
+            return found
+        return self._read_piece(token, special=True)
+
+    def _read_piece(self, token: int, *, special: bool) -> bytes:
         buf = self._piece_buf
         n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, len(buf), 0, special)
         if n < 0:
@@ -238,23 +251,24 @@ class LlamaModel:
 
 
 class LlamaContext:
-    """One llama.cpp context: the KV cache of every slot. Owned by the engine thread."""
+    """One llama.cpp context: one KV cache of ``n_ctx`` cells that every sequence id (slot)
+    draws from. Owned by the engine thread."""
 
     def __init__(
         self,
         model: LlamaModel,
         *,
-        n_ctx_seq: int,
+        n_ctx: int,
         n_seq: int,
         n_batch: int,
         n_threads: int,
     ) -> None:
         params = llama_cpp.llama_context_default_params()
-        # Each sequence gets its own KV stream of n_ctx_seq cells: one slot can never
-        # starve another of cache, and a request's limit is the same whatever else runs.
-        params.n_ctx = n_ctx_seq * n_seq
+        # One unified KV cache: any sequence may take up to all of it, and the engine shares
+        # the cells out (model/kv_pool.py). Choices forked from one prompt share its cells.
+        params.n_ctx = n_ctx
         params.n_seq_max = n_seq
-        params.kv_unified = False
+        params.kv_unified = True
         params.n_batch = n_batch
         params.n_ubatch = min(n_batch, 512)
         params.n_threads = n_threads
@@ -263,12 +277,14 @@ class LlamaContext:
         ptr = llama_cpp.llama_init_from_model(model.ptr, params)
         if not ptr:
             raise ModelLoadError(
-                f"llama.cpp could not create a context of {n_seq} x {n_ctx_seq} tokens "
-                "(out of memory? try a smaller --ctx-size or fewer --slots)"
+                f"llama.cpp could not create a context of {n_ctx} KV cells for {n_seq} "
+                "sequences (out of memory? try a smaller --kv-size)"
             )
         self._ptr: Any = ptr
+        self._n_vocab = model.n_vocab
         self.memory: Any = llama_cpp.llama_get_memory(ptr)
-        self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(ptr))
+        #: Cells in the KV cache (llama.cpp rounds the request up to a multiple of 256).
+        self.n_ctx = int(llama_cpp.llama_n_ctx(ptr))
 
     @property
     def ptr(self) -> Any:
@@ -276,6 +292,12 @@ class LlamaContext:
 
     def decode(self, batch: Batch) -> int:
         return int(llama_cpp.llama_decode(self._ptr, batch.raw))
+
+    def logits(self, rows: int) -> npt.NDArray[np.float32]:
+        """The last decode's logits, one row of ``n_vocab`` per batch position that asked
+        for them, in batch order: a view, valid until the next decode."""
+        data = llama_cpp.llama_get_logits(self._ptr)
+        return np.ctypeslib.as_array(data, shape=(rows, self._n_vocab))
 
     def forget(self, seq_id: int, start: int = -1) -> None:
         """Drop a sequence's KV cells from position ``start`` on (all of them by default)."""

@@ -47,9 +47,11 @@ class ModelSettings:
     reasoning_budget: int | None = None
     #: ``auto``: reasoning read apart from the answer; ``none``: left in the content.
     reasoning_format: Literal["auto", "none"] = "auto"
-    slots: int = 4
-    #: Tokens per sequence; 0: the model's training context, at most 4096.
+    slots: int = 16
+    #: Tokens per sequence; 0: the model's training context, at most the KV pool.
     ctx_size: int = 0
+    #: KV cells shared by all sequences; 0: 8192, or ``ctx_size`` when larger.
+    kv_size: int = 0
     batch_size: int = 512
     prefill_chunk: int = 128
     threads: int = 1
@@ -123,6 +125,7 @@ class ModelRegistry:
         options = EngineOptions(
             slots=settings.slots,
             ctx_size=settings.ctx_size,
+            kv_size=settings.kv_size,
             batch_size=settings.batch_size,
             prefill_chunk=settings.prefill_chunk,
             threads=settings.threads,
@@ -227,7 +230,7 @@ class ModelRegistry:
         for one in stats:
             for key, value in dataclasses.asdict(one).items():
                 figures[key] = figures.get(key, 0) + value
-        capacity = sum(one.slots * one.ctx_size for one in stats)
+        capacity = sum(one.kv_cells for one in stats)
         figures["kv_usage"] = figures["kv_used"] / capacity
         return figures
 

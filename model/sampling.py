@@ -136,6 +136,9 @@ class Sampler:
     ) -> None:
         n_vocab = vocab.n_vocab
         self._grammar: Any = None
+        self._argmax = (
+            params.greedy and not params.penalized and not params.logit_bias and grammar is None
+        )
         self._candidates = candidates
         #: CPU seconds one constrained token may take (see the module notes).
         self._limit = grammar_token_limit
@@ -194,6 +197,14 @@ class Sampler:
     @property
     def constrained(self) -> bool:
         return self._grammar is not None
+
+    @property
+    def argmax(self) -> bool:
+        """Whether the next token is just the highest logit (the first, on a tie, as
+        llama.cpp's greedy sampler picks it): greedy, no penalties, bias or grammar. The
+        engine then takes it for every such sequence of a step in one array operation,
+        and :meth:`sample` is not called."""
+        return self._argmax
 
     def sample(self, ctx: Any, index: int) -> int:
         """Pick (and accept) the next token from the logits at batch position ``index``.

@@ -11,6 +11,13 @@
   stream store, its reader task), and the ratio (``scripts/bench --only resumable``);
 * grammar: the per-token cost of a constrained stream (``json_object``, ``json_schema``)
   against the same stream unconstrained, through the server;
+* host: the engine's host time per decode step (all but ``llama_decode``) at 1, 8 and 32
+  sequences, in process (``scripts/bench --only host``);
+* cold: where the cold start goes (socket bound, ready, imports, model read, KV pool,
+  template, first decode; ``scripts/bench --only cold``);
+* server: against llama.cpp's ``llama-server`` built from the vendored llama.cpp, at 1, 8
+  and 16 concurrent streams, and cold start of both (``--vs-llama-server`` or
+  ``--only server``; the build happens on demand, into ``~/.cache/sluice-bench``);
 * prompt: building a chat prompt from a 1 MB message (render and tokenize, in process), against
   rendering it and tokenizing it whole with special parsing, as Sluice did before it kept
   client text from forming special tokens.
@@ -40,8 +47,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_cold import cold_breakdown  # noqa: E402
 from bench_encode import encode_cost  # noqa: E402
+from bench_host import host_time  # noqa: E402
 from bench_resumable import resumable_cost  # noqa: E402
+from bench_server import compare_servers  # noqa: E402
 
 from model.source import resolve_model  # noqa: E402
 
@@ -305,14 +315,16 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def sweep(args: argparse.Namespace, threads: int) -> None:
-    """Concurrent streams through the batching engine vs. the same load one at a time."""
+    """Concurrent streams on servers with different ``--slots``: batching against queueing
+    (``--slots 1`` is one request at a time)."""
     levels = [int(c) for c in args.sweep.split(",")]
     print(f"\nconcurrency sweep, {threads} thread(s), {args.sweep_tokens} tokens per stream")
     print(
-        f"{'mode':>9}{'streams':>8}{'done':>6}{'aggregate tok/s':>17}{'per-stream tok/s':>18}"
+        f"{'mode':>10}{'streams':>8}{'done':>6}{'aggregate tok/s':>17}{'per-stream tok/s':>18}"
         f"{'TTFT p50':>11}{'TTFT p95':>11}"
     )
-    for mode, slots in (("batched", max(levels)), ("serial", 1)):
+    for slots in (int(n) for n in args.sweep_slots.split(",")):
+        mode = f"slots {slots}"
         port = free_port()
         process, _ = start_service(
             args, port, threads, "--slots", str(slots), "--max-queue", str(max(levels))
@@ -328,7 +340,7 @@ def sweep(args: argparse.Namespace, threads: int) -> None:
                 runs = [r for r in results if isinstance(r, Run)]
                 total = sum(r.tokens for r in runs)
                 print(
-                    f"{mode:>9}{level:>8}{len(runs):>6}{total / wall:>17.1f}"
+                    f"{mode:>10}{level:>8}{len(runs):>6}{total / wall:>17.1f}"
                     f"{statistics.median(r.rate for r in runs):>18.1f}"
                     f"{percentile([r.ttft for r in runs], 0.5) * 1000:>8.0f} ms"
                     f"{percentile([r.ttft for r in runs], 0.95) * 1000:>8.0f} ms"
@@ -529,12 +541,36 @@ def main() -> None:
     parser.add_argument("--sweep", default="1,4,8,16", help="concurrent streams to try")
     parser.add_argument("--sweep-tokens", type=int, default=64)
     parser.add_argument(
+        "--sweep-slots",
+        default="1,4,8,16",
+        help="--slots settings to sweep (1: one request at a time, the rest queue)",
+    )
+    parser.add_argument(
         "--encode-chunks", type=int, default=100_000, help="token chunks per encode run"
     )
     parser.add_argument("--grammar-tokens", type=int, default=128)
     parser.add_argument(
+        "--vs-llama-server",
+        action="store_true",
+        help="also compare with llama.cpp's llama-server (built on demand, see bench_server.py)",
+    )
+    parser.add_argument(
+        "--server-concurrency", default="1,8,16", help="concurrent streams against llama-server"
+    )
+    parser.add_argument("--server-rounds", type=int, default=2, help="alternating rounds per level")
+    parser.add_argument(
         "--only",
-        choices=["single", "sweep", "grammar", "encode", "prompt", "resumable"],
+        choices=[
+            "single",
+            "sweep",
+            "grammar",
+            "encode",
+            "prompt",
+            "resumable",
+            "host",
+            "cold",
+            "server",
+        ],
         help="run one part only",
     )
     args = parser.parse_args()
@@ -569,6 +605,13 @@ def main() -> None:
         grammar_cost(args, thread_counts[0])
     if args.only in (None, "prompt"):
         prompt_building(args, path)
+    if args.only in (None, "host"):
+        host_time(path, tokens=args.tokens, runs=3)
+    if args.only in (None, "cold"):
+        cold_breakdown(thread_counts[0], runs=5)
+    if args.only == "server" or (args.only is None and args.vs_llama_server):
+        levels = tuple(int(n) for n in args.server_concurrency.split(","))
+        compare_servers(path, thread_counts[0], levels, args.tokens, args.server_rounds)
 
 
 if __name__ == "__main__":

@@ -49,10 +49,11 @@ class Config:
     )
     host: str = _opt("0.0.0.0", "address to listen on")
     port: int = _opt(8000, "port to listen on")
-    ctx_size: int = _opt(0, "context per sequence in tokens (0: the model's, at most 4096)")
+    ctx_size: int = _opt(0, "context per sequence in tokens (0: the model's, at most the pool)")
     gpu_layers: int = _opt(-1, "layers to offload to the GPU (-1: all)")
     threads: int = _opt(0, "CPU threads for llama.cpp (0: all cores)")
-    slots: int = _opt(4, "sequences generated at once")
+    slots: int = _opt(16, "sequences generated at once (a scheduling limit, not memory)")
+    kv_size: int = _opt(0, "KV cache cells shared by all sequences (0: 8192 or --ctx-size)")
     batch_size: int = _opt(512, "tokens per decode step")
     prefill_chunk: int = _opt(128, "prompt tokens read per step while others decode")
     max_queue: int = _opt(64, "requests allowed to wait for a slot")
@@ -172,6 +173,8 @@ class Config:
 _RANGES: tuple[tuple[str, int, int | None], ...] = (
     ("ctx_size", 0, None),
     ("slots", 1, 256),
+    # llama.cpp keeps the cache size in 32 bits (a larger value would wrap around).
+    ("kv_size", 0, 2**31 - 1),
     ("batch_size", 1, 65536),
     ("prefill_chunk", 1, None),
     ("threads", 0, 512),

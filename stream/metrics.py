@@ -27,7 +27,7 @@ _DURATION = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0
 _GAUGES = {
     "queued": ("sluice_queue_depth", "Requests waiting for a slot."),
     "active": ("sluice_active_sequences", "Sequences holding a slot."),
-    "kv_usage": ("sluice_kv_cache_usage_ratio", "KV cache cells in use, over all slots."),
+    "kv_usage": ("sluice_kv_cache_usage_ratio", "KV cache cells in use, over the pool."),
 }
 _CANCELLATIONS = {
     "gone": "client_gone",

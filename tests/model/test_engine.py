@@ -9,54 +9,14 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from model.engine import Engine, EngineOptions
-from model.events import Delta, Event, Finished, SequenceSink
+from model.events import Event, SequenceSink
 from model.grammar import json_object_grammar
 from model.llama import LlamaModel
 from model.params import GenerationRequest, Grammar, SamplingParams
 from model.source import resolve_model
+from tests.model.sink import WAIT, CollectingSink, dispatch
 
 _GREEDY = SamplingParams(temperature=0)
-_WAIT = 120.0
-
-
-class _Sink:
-    """Collects one request's events as the engine hands them out."""
-
-    def __init__(self, choices: int = 1) -> None:
-        self.events: list[Event] = []
-        self.finished = threading.Event()
-        self._left = choices
-
-    @property
-    def accepting(self) -> bool:
-        return True
-
-    @property
-    def gone(self) -> bool:
-        return False
-
-    def put(self, event: Event) -> None:
-        self.events.append(event)
-        if isinstance(event, Finished):
-            self._left -= 1
-            if self._left == 0:
-                self.finished.set()
-
-    def wait(self) -> Finished:
-        assert self.finished.wait(_WAIT), "the request did not finish"
-        last = self.events[-1]
-        assert isinstance(last, Finished)
-        return last
-
-    @property
-    def tokens(self) -> int:
-        return sum(e.tokens for e in self.events if isinstance(e, Delta))
-
-
-def _dispatch(events: Sequence[tuple[SequenceSink, Event]]) -> None:
-    for sink, event in events:
-        assert isinstance(sink, _Sink)
-        sink.put(event)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +27,7 @@ def llama_model() -> Iterator[LlamaModel]:
 
 
 def _engine(model: LlamaModel, **options: float) -> Engine:
-    engine = Engine(model, EngineOptions(slots=3, ctx_size=512, threads=1, **options), _dispatch)  # type: ignore[arg-type]
+    engine = Engine(model, EngineOptions(slots=3, ctx_size=512, threads=1, **options), dispatch)  # type: ignore[arg-type]
     engine.start()
     return engine
 
@@ -79,7 +39,7 @@ def _prompt(model: LlamaModel, text: str) -> tuple[int, ...]:
 def test_a_grammar_with_no_way_forward_ends_only_its_sequence(llama_model: LlamaModel) -> None:
     engine = _engine(llama_model)
     try:
-        free, stuck = _Sink(), _Sink()
+        free, stuck = CollectingSink(), CollectingSink()
         engine.submit(
             GenerationRequest(
                 _prompt(llama_model, "Count: one, two,"), _GREEDY, max_tokens=24, ignore_eos=True
@@ -96,7 +56,7 @@ def test_a_grammar_with_no_way_forward_ends_only_its_sequence(llama_model: Llama
         done = free.wait()
         assert (done.reason, free.tokens) == ("length", 24)
         # The engine goes on serving.
-        after = _Sink()
+        after = CollectingSink()
         request = GenerationRequest(
             _prompt(llama_model, "Hello"), _GREEDY, max_tokens=4, ignore_eos=True
         )
@@ -112,7 +72,7 @@ def test_slow_grammar_work_ends_its_sequence_and_spares_the_others(
     # A limit of 0 makes every constrained token "slow": the sequence ends at its second.
     engine = _engine(llama_model, grammar_token_limit=0.0)
     try:
-        free, slow = _Sink(), _Sink()
+        free, slow = CollectingSink(), CollectingSink()
         engine.submit(
             GenerationRequest(_prompt(llama_model, "One"), _GREEDY, max_tokens=12, ignore_eos=True),
             free,
@@ -136,13 +96,52 @@ def test_close_is_bounded_while_the_engine_thread_is_busy(llama_model: LlamaMode
     def stuck_dispatch(events: Sequence[tuple[SequenceSink, Event]]) -> None:
         # Stands in for a long call into llama.cpp: the engine thread does not come back.
         inside.set()
-        release.wait(_WAIT)
+        release.wait(WAIT)
 
     options = EngineOptions(slots=1, ctx_size=256, threads=1, close_timeout=0.2)
     engine = Engine(llama_model, options, stuck_dispatch)
     engine.start()
-    engine.submit(GenerationRequest(_prompt(llama_model, "Hi"), _GREEDY, max_tokens=2), _Sink())
-    assert inside.wait(_WAIT)
+    engine.submit(
+        GenerationRequest(_prompt(llama_model, "Hi"), _GREEDY, max_tokens=2), CollectingSink()
+    )
+    assert inside.wait(WAIT)
     assert engine.close() is False  # gave up waiting; nothing freed under the thread
     release.set()
     assert engine.close() is True  # the thread has stopped now: freed
+
+
+def test_one_dispatch_per_step_and_argmax_picks_what_the_greedy_sampler_picks(
+    llama_model: LlamaModel,
+) -> None:
+    calls: list[int] = []
+
+    def counting_dispatch(events: Sequence[tuple[SequenceSink, Event]]) -> None:
+        calls.append(len(events))
+        dispatch(events)
+
+    prompts = [_prompt(llama_model, f"{n}. Once upon a time, a fox") for n in range(4)]
+    texts: list[list[str]] = []
+    # A zero bias changes no logit but takes the sequence off the batched argmax path,
+    # through llama.cpp's own greedy sampler.
+    for sampling in (_GREEDY, SamplingParams(temperature=0, logit_bias={0: 0.0})):
+        engine = Engine(
+            llama_model, EngineOptions(slots=4, ctx_size=256, threads=1), counting_dispatch
+        )
+        engine.start()
+        try:
+            sinks = [CollectingSink() for _ in prompts]
+            for prompt, sink in zip(prompts, sinks, strict=True):
+                engine.submit(
+                    GenerationRequest(prompt, sampling, max_tokens=16, ignore_eos=True), sink
+                )
+            for sink in sinks:
+                assert sink.wait().reason == "length"
+            steps = engine.stats().steps
+        finally:
+            assert engine.close()
+        texts.append([sink.text for sink in sinks])
+        # Every step's events leave in one call, never one call per event.
+        assert len(calls) <= steps
+        assert sum(calls) > len(calls) * 2  # several sequences' events share a call
+        calls.clear()
+    assert texts[0] == texts[1]

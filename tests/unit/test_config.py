@@ -324,6 +324,8 @@ def test_help_lists_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
         ("batch_size", -5, 65536),  # -5 crashed llama.cpp (segmentation fault)
         ("batch_size", 65537, 512),
         ("ctx_size", -1, 0),
+        ("kv_size", -1, 0),
+        ("kv_size", 2**32 + 512, 2**31 - 1),  # would wrap to 512 cells in llama.cpp
         ("prefill_chunk", 0, 1),
         ("threads", -1, 0),
         ("threads", 513, 512),
