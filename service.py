@@ -179,6 +179,7 @@ def _model_settings(config: Config) -> ModelSettings:
         slots=config.slots,
         ctx_size=config.ctx_size,
         kv_size=config.kv_size,
+        kv_per_slot=config.kv_per_slot,
         batch_size=config.batch_size,
         prefill_chunk=config.prefill_chunk,
         threads=config.threads or os.cpu_count() or 1,

@@ -68,10 +68,13 @@ class Engine:
                 f"a context of {options.ctx_size} tokens per sequence is more than the model "
                 f"was trained for ({trained}); use a smaller --ctx-size"
             )
-        if options.kv_size < options.ctx_size:
+        per_sequence = options.kv_size // options.slots if options.kv_per_slot else options.kv_size
+        if per_sequence < options.ctx_size:
             raise ModelLoadError(
                 f"a KV pool of {options.kv_size} cells cannot hold one sequence of "
-                f"{options.ctx_size} tokens; use a larger --kv-size or a smaller --ctx-size"
+                f"{options.ctx_size} tokens"
+                + (f" in each of {options.slots} slots" if options.kv_per_slot else "")
+                + "; use a larger --kv-size or a smaller --ctx-size"
             )
         self.model = model
         self.options = options
@@ -82,6 +85,7 @@ class Engine:
             n_seq=options.slots,
             n_batch=options.batch_size,
             n_threads=options.threads,
+            per_slot=options.kv_per_slot,
         )
         self.ctx_size = options.ctx_size
         if self._ctx.n_ctx < options.ctx_size:  # never so after the checks above; be sure

@@ -15,6 +15,12 @@ class EngineOptions:
     ctx_size: int = 4096
     #: KV cells shared by all sequences (at least ``ctx_size``; llama.cpp rounds up to 256).
     kv_size: int = 8192
+    #: Each slot its own box of ``kv_size / slots`` cells instead of one shared pool: greedy
+    #: output then never depends on what else runs (in a shared cache a sequence's cells lie
+    #: wherever there was room, and llama.cpp's attention sums them in cell order, so the
+    #: last bits of its logits, and now and then a near-tie, follow the batch), at the cost of
+    #: memory reserved per slot.
+    kv_per_slot: bool = False
     #: Tokens per decode step, shared by decoding sequences and prompt chunks.
     batch_size: int = 512
     #: Prompt tokens read per step while other sequences are decoding, so a long prompt

@@ -252,7 +252,7 @@ class LlamaModel:
 
 class LlamaContext:
     """One llama.cpp context: one KV cache of ``n_ctx`` cells that every sequence id (slot)
-    draws from. Owned by the engine thread."""
+    draws from (or, ``per_slot``, a fixed share of them each). Owned by the engine thread."""
 
     def __init__(
         self,
@@ -262,13 +262,16 @@ class LlamaContext:
         n_seq: int,
         n_batch: int,
         n_threads: int,
+        per_slot: bool = False,
     ) -> None:
         params = llama_cpp.llama_context_default_params()
         # One unified KV cache: any sequence may take up to all of it, and the engine shares
         # the cells out (model/kv_pool.py). Choices forked from one prompt share its cells.
+        # ``per_slot``: each sequence id its own stream of n_ctx / n_seq cells instead, so a
+        # sequence's attention never depends on where other sequences' cells lie.
         params.n_ctx = n_ctx
         params.n_seq_max = n_seq
-        params.kv_unified = True
+        params.kv_unified = not per_slot
         params.n_batch = n_batch
         params.n_ubatch = min(n_batch, 512)
         params.n_threads = n_threads

@@ -52,6 +52,8 @@ class ModelSettings:
     ctx_size: int = 0
     #: KV cells shared by all sequences; 0: 8192, or ``ctx_size`` when larger.
     kv_size: int = 0
+    #: Each slot its own share of the KV cache (see ``EngineOptions.kv_per_slot``).
+    kv_per_slot: bool = False
     batch_size: int = 512
     prefill_chunk: int = 128
     threads: int = 1
@@ -126,6 +128,7 @@ class ModelRegistry:
             slots=settings.slots,
             ctx_size=settings.ctx_size,
             kv_size=settings.kv_size,
+            kv_per_slot=settings.kv_per_slot,
             batch_size=settings.batch_size,
             prefill_chunk=settings.prefill_chunk,
             threads=settings.threads,

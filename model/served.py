@@ -97,12 +97,7 @@ class ServedModel:
                 reasoning_budget=reasoning_budget,
                 reasoning_format=reasoning_format,
             )
-            if not options.ctx_size:
-                pool = options.kv_size or DEFAULT_KV_CELLS
-                options = dataclasses.replace(options, ctx_size=min(model.n_ctx_train, pool))
-            if not options.kv_size:
-                kv_size = max(options.ctx_size, DEFAULT_KV_CELLS)
-                options = dataclasses.replace(options, kv_size=kv_size)
+            options = _kv_defaults(options, model.n_ctx_train)
             engine = Engine(model, options, dispatch)
         except BaseException:
             model.close()
@@ -314,3 +309,20 @@ class ServedModel:
         if not tokens:
             raise PromptError("The prompt is empty.", "prompt")
         return tokens
+
+
+def _kv_defaults(options: EngineOptions, trained: int) -> EngineOptions:
+    """Fill in ``ctx_size`` and ``kv_size`` left at 0 (see :meth:`ServedModel.load`)."""
+    if options.kv_per_slot:
+        # A box per slot: the old layout, a sequence of up to 4096 tokens in each.
+        ctx_size = options.ctx_size or (
+            options.kv_size // options.slots if options.kv_size else min(trained, 4096)
+        )
+        kv_size = options.kv_size or ctx_size * options.slots
+        return dataclasses.replace(options, ctx_size=ctx_size, kv_size=kv_size)
+    if not options.ctx_size:
+        pool = options.kv_size or DEFAULT_KV_CELLS
+        options = dataclasses.replace(options, ctx_size=min(trained, pool))
+    if not options.kv_size:
+        options = dataclasses.replace(options, kv_size=max(options.ctx_size, DEFAULT_KV_CELLS))
+    return options

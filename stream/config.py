@@ -54,6 +54,9 @@ class Config:
     threads: int = _opt(0, "CPU threads for llama.cpp (0: all cores)")
     slots: int = _opt(16, "sequences generated at once (a scheduling limit, not memory)")
     kv_size: int = _opt(0, "KV cache cells shared by all sequences (0: 8192 or --ctx-size)")
+    kv_per_slot: bool = _opt(
+        False, "each slot its own KV share: greedy output independent of the batch"
+    )
     batch_size: int = _opt(512, "tokens per decode step")
     prefill_chunk: int = _opt(128, "prompt tokens read per step while others decode")
     max_queue: int = _opt(64, "requests allowed to wait for a slot")

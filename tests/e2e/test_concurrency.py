@@ -47,8 +47,9 @@ def ask(topic: str) -> list[ChatCompletionMessageParam]:
 
 @pytest.fixture(scope="module")
 def batched() -> Iterator[RunningServer]:
-    """Eight slots, so eight sequences share every decode step."""
-    with running_server(slots=8, ctx_size=1024) as srv:
+    """Eight slots, so eight sequences share every decode step; a KV share per slot, which
+    the batch-independent output below depends on (see ``--kv-per-slot``)."""
+    with running_server(slots=8, ctx_size=1024, kv_per_slot=True) as srv:
         yield srv
 
 

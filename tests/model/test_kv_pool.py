@@ -5,12 +5,13 @@ alone, and prefix reuse survives eviction. Counts, never times."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from model.engine import Engine, EngineOptions
 from model.events import Delta, Finished
-from model.llama import LlamaModel
+from model.llama import LlamaModel, ModelLoadError
 from model.params import GenerationRequest, SamplingParams
 from model.served import ServedModel
 from model.source import resolve_model
@@ -54,7 +55,7 @@ def _run(engine: Engine, requests: list[GenerationRequest]) -> list[CollectingSi
     return sinks
 
 
-def _engine(model: LlamaModel, **options: int) -> Engine:
+def _engine(model: LlamaModel, **options: Any) -> Engine:
     engine = Engine(model, EngineOptions(threads=1, **options), dispatch)
     engine.start()
     return engine
@@ -80,6 +81,27 @@ def test_a_7000_token_prompt_fits_the_default_settings() -> None:
         assert done.usage.prompt_tokens == 7000
     finally:
         served.close()
+
+
+def test_a_kv_share_per_slot_holds_slots_times_ctx_and_never_preempts(
+    llama_model: LlamaModel,
+) -> None:
+    # --kv-per-slot: the old layout, a box of kv_size / slots cells for each slot.
+    with pytest.raises(ModelLoadError, match="in each of 4 slots"):
+        _engine(llama_model, slots=4, ctx_size=256, kv_size=512, kv_per_slot=True)
+    requests = [
+        GenerationRequest(_counting(llama_model, start, 100), _GREEDY, max_tokens=150)
+        for start in (100, 2000, 31000, 4400)
+    ]
+    engine = _engine(llama_model, slots=4, ctx_size=256, kv_size=1024, kv_per_slot=True)
+    try:
+        sinks = _run(engine, requests)
+        stats = engine.stats()
+    finally:
+        assert engine.close()
+    assert stats.preempted == 0
+    assert all(isinstance(sink.events[-1], Finished) for sink in sinks)
+    assert all(0 < sink.tokens <= 150 for sink in sinks)
 
 
 @pytest.mark.timeout(600)
