@@ -201,10 +201,10 @@ class Sampler:
     @property
     def argmax(self) -> bool:
         """Whether the next token is just the highest logit (the first, on a tie, as
-        llama.cpp's greedy sampler picks it): greedy, no penalties, bias or grammar. The
-        engine then takes it for every such sequence of a step in one array operation,
-        and :meth:`sample` is not called."""
-        return self._argmax
+        llama.cpp's greedy sampler picks it): greedy, no penalties, bias or grammar, and no
+        token forced (see :meth:`force`). The engine then takes it for every such sequence
+        of a step in one array operation, and :meth:`sample` is not called."""
+        return self._argmax and not self._forced
 
     def sample(self, ctx: Any, index: int) -> int:
         """Pick (and accept) the next token from the logits at batch position ``index``.

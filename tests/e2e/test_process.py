@@ -99,7 +99,7 @@ def test_a_context_past_the_models_training_fails_at_start() -> None:
     # llama.cpp "creates" such a context (nothing is touched yet) and fails later, in use.
     result = run_service("--ctx-size", "100000000", "--port", str(free_port()))
     assert result.returncode == 1
-    assert "sluice: error: a context of 100000000 tokens per slot is more than" in result.stderr
+    assert "sluice: error: a context of 100000000 tokens per sequence is more than" in result.stderr
     assert "trained for (8192)" in result.stderr
 
 
