@@ -199,3 +199,22 @@ def test_logit_bias_on_end_of_generation_under_a_grammar(
     if bias > 0:
         assert run.ended == "eog"
         assert json.loads(_text(full_model, run.tokens)) == {}
+
+
+def test_forced_tokens_turn_the_argmax_fast_path_off(full_model: EmbeddedModel) -> None:
+    # The engine takes a greedy step's tokens in one array operation for samplers that say
+    # ``argmax``; a forced token (a spent thinking budget) must come from sample() instead.
+    sampler = Sampler(SamplingParams(temperature=0), full_model, None)
+    try:
+        assert sampler.argmax
+        sampler.force([7, 8])
+        assert not sampler.argmax
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(full_model.ctx), True)
+        feed = full_model.tokenize(_PROMPT)
+        array = (llama_cpp.llama_token * len(feed))(*feed)
+        batch = llama_cpp.llama_batch_get_one(array, len(feed))
+        assert llama_cpp.llama_decode(full_model.ctx, batch) == 0
+        assert [sampler.sample(full_model.ctx, -1), sampler.sample(full_model.ctx, -1)] == [7, 8]
+        assert sampler.argmax
+    finally:
+        sampler.close()
