@@ -131,6 +131,15 @@ def test_bad_bodies_name_the_parameter(fields: dict[str, Any], param: str) -> No
     assert caught.value.param == param
 
 
+@pytest.mark.parametrize("budget", [0, -5, 2**31, 10**20])
+def test_a_budget_out_of_range_names_the_range(budget: int) -> None:
+    # 10**20 is positive: the error must not claim otherwise.
+    with pytest.raises(InvalidRequest) as caught:
+        parse(body(thinking={"type": "enabled", "budget_tokens": budget}))
+    assert caught.value.param == "thinking.budget_tokens"
+    assert "from 1 to 2147483647" in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("thinking", "kwargs", "budget", "shown"),
     [

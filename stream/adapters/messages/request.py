@@ -321,7 +321,7 @@ def _thinking(
     budget = value.get("budget_tokens")
     param = "thinking.budget_tokens"
     if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget < 2**31:
-        raise InvalidRequest(f"'{param}' must be a positive integer.", param=param)
+        raise InvalidRequest(f"'{param}' must be an integer from 1 to {2**31 - 1}.", param=param)
     if max_tokens is not None and budget >= max_tokens:
         raise InvalidRequest(
             f"'{param}' ({budget}) must be less than 'max_tokens' ({max_tokens}).", param=param
