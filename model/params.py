@@ -72,8 +72,6 @@ class GenerationRequest:
     #: None: no logprobs; otherwise how many top alternatives to report per token (0-20).
     logprobs: int | None = None
     grammar: Grammar | None = None
-    #: Functions the output may call (parsed into tool calls); None: plain text output.
-    tools: tuple[str, ...] | None = None
-    #: How a chat answer is read by its model family (reasoning, the family's calls); when
-    #: set, ``tools`` is not used.
+    #: How a chat answer is read by its model family (reasoning, the family's calls); None:
+    #: plain text output.
     output: ChatOutput | None = None

@@ -16,14 +16,12 @@ from .events import (
     SequenceSink,
     TokenChoice,
     TokenLogprobs,
-    ToolCallDelta,
     Usage,
 )
 from .logprobs import TokenLogprob
 from .params import GenerationRequest
 from .sampling import Sampler
 from .stop import StopMatcher
-from .tool_calls import ContentText, ToolCallParser, ToolCallStart
 
 __all__ = ["Phase", "Pieces", "Sequence"]
 
@@ -112,17 +110,13 @@ class Sequence:
         self.paused_since: float | None = None
         output = request.output
         self._reader: ChatOutputReader | None = output.reader() if output else None
-        self._tools = None
         if output is not None and output.marker_tokens:
             markers = output.marker_tokens
             self._detokenizer = Detokenizer(lambda t: pieces.piece(t, special=t in markers))
         else:
             self._detokenizer = Detokenizer(pieces.piece)
-        if output is None and request.tools is not None:
-            self._tools = ToolCallParser(request.tools)
         self._stop = StopMatcher(request.stop)
         self._logprobs = _LogprobAligner(pieces) if request.logprobs is not None else None
-        self._calls = 0
 
     @property
     def sampler(self) -> Sampler | None:
@@ -213,7 +207,7 @@ class Sequence:
         """The last text (``tokens``: whether it carries this step's token) and the finish."""
         self.phase = Phase.DONE
         events = self._emit(text, tokens, final=True, truncated=reason == "length")
-        calls = self._reader.calls if self._reader else self._calls
+        calls = self._reader.calls if self._reader else 0
         if calls and reason == "stop":
             reason = "tool_calls"
         matched = self._stop.which if reason == "stop" else None
@@ -221,28 +215,11 @@ class Sequence:
         return events
 
     def _emit(self, text: str, tokens: int, *, final: bool, truncated: bool = False) -> list[Event]:
-        """Output text as events: content, or tool-call parts when tools are in play."""
+        """Output text as events: content, or (a chat answer read by its family) reasoning
+        and tool-call parts too."""
         entries = self._logprobs.release(text, final=final) if self._logprobs else ()
         if self._reader is not None:
             return self._reader.events(
                 text, tokens, self.index, entries, final=final, truncated=truncated
             )
-        if self._tools is None:
-            return [Delta(text, tokens, self.index, entries)] if text or entries or tokens else []
-        events: list[Event] = []
-        content = ""
-        for part in [*self._tools.push(text), *(self._tools.finish() if final else ())]:
-            if isinstance(part, ContentText):
-                content += part.text
-                continue
-            if content:
-                events.append(Delta(content, 0, self.index))
-                content = ""
-            if isinstance(part, ToolCallStart):
-                self._calls += 1
-                events.append(ToolCallDelta(self.index, part.index, part.id, part.name, ""))
-            else:
-                events.append(ToolCallDelta(self.index, part.index, None, None, part.fragment))
-        if content or entries or tokens:
-            events.append(Delta(content, tokens, self.index, entries))
-        return events
+        return [Delta(text, tokens, self.index, entries)] if text or entries or tokens else []

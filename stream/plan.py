@@ -191,7 +191,6 @@ class Limits:
         n: int,
         logprobs: int | None,
         grammar: Grammar | None = None,
-        tools: tuple[str, ...] | None = None,
         output: ChatOutput | None = None,
     ) -> GenerationRequest:
         """The engine's request, its completion limit lowered to the room left in the
@@ -226,6 +225,5 @@ class Limits:
             n=n,
             logprobs=logprobs,
             grammar=grammar,
-            tools=tools,
             output=output,
         )
