@@ -17,7 +17,7 @@ from model.tool_calls import (
     ToolCallStart,
     ToolEvent,
 )
-from tests.unit.tool_text import parse_tool_calls
+from tests.unit.tool_text import TOOL_TEXT_PIECES, parse_tool_calls
 
 #: The functions of the tool tests (tests/model/test_tools.py): get_weather, get-time, ping.
 _NAMES = ["get_weather", "get-time", "ping"]
@@ -155,30 +155,7 @@ def test_any_name_without_a_list() -> None:
     assert call.name == "other"
 
 
-_PIECES = [
-    "Hello ",
-    "<",
-    "<tool",
-    "<tool_call>",
-    "</tool_call>",
-    "{",
-    "}",
-    '"name"',
-    ": ",
-    "\n",
-    '"ping"',
-    '"get_weather"',
-    ", ",
-    '"arguments"',
-    '{"city": "Pa<r}is"}',
-    '"\\"',
-    "x",
-    _CALL,
-    '<tool_call>{"name": "ping", "arguments": {"a": [1, 2]}}</tool_call>',
-]
-
-
-@given(data=st.data(), pieces=st.lists(st.sampled_from(_PIECES), max_size=12))
+@given(data=st.data(), pieces=st.lists(st.sampled_from(TOOL_TEXT_PIECES), max_size=12))
 def test_any_split_gives_the_same_events(data: st.DataObject, pieces: list[str]) -> None:
     text = "".join(pieces)
     cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=8)))

@@ -31,3 +31,29 @@ def parse_tool_calls(
         else:
             parts.append(ToolCallDelta(0, event.index, None, None, event.fragment))
     return "".join(content), join_tool_calls(parts).get(0, [])
+
+
+TOOL_TEXT_PIECES = [
+    "Hello ",
+    "<",
+    "<tool",
+    "<tool_call>",
+    "</tool_call>",
+    "{",
+    "}",
+    '"name"',
+    ": ",
+    "\n",
+    '"ping"',
+    '"get_weather"',
+    ", ",
+    '"arguments"',
+    '{"city": "Pa<r}is"}',
+    '"\\"',
+    "x",
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>',
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>',
+    '<tool_call>{"name": "ping", "arguments": {"a": [1, 2]}}</tool_call>',
+]
+"""Fragments of tool-call markup (partial tags, names, JSON, whole calls) that property
+tests join in any order to feed a parser."""

@@ -32,7 +32,7 @@ from model.families.reasoning import ReasoningSplitter
 from model.template import load_chat_template
 from model.tools import parse_tools
 from tests.model.families.cases import CET, PARIS, TOOLS, ids
-from tests.unit.tool_text import parse_tool_calls
+from tests.unit.tool_text import TOOL_TEXT_PIECES, parse_tool_calls
 
 _GENERIC = FAMILIES["generic"]
 _QWEN = FAMILIES["hermes"]
@@ -134,30 +134,9 @@ _OLD_TOOLS = parse_tools(
         {"type": "function", "function": {"name": "get-time"}},
     ]
 )
-_OLD_PIECES = [
-    "Hello ",
-    "<",
-    "<tool",
-    "<tool_call>",
-    "</tool_call>",
-    "{",
-    "}",
-    '"name"',
-    ": ",
-    "\n",
-    '"ping"',
-    '"get_weather"',
-    ", ",
-    '"arguments"',
-    '{"city": "Pa<r}is"}',
-    '"\\"',
-    "x",
-    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>',
-    '<tool_call>{"name": "ping", "arguments": {"a": [1, 2]}}</tool_call>',
-]
 
 
-@given(pieces=st.lists(st.sampled_from(_OLD_PIECES), max_size=12))
+@given(pieces=st.lists(st.sampled_from(TOOL_TEXT_PIECES), max_size=12))
 def test_generic_reads_the_calls_model_tool_calls_reads(pieces: list[str]) -> None:
     text = "".join(pieces)
     _, old = parse_tool_calls(text, [tool.name for tool in _OLD_TOOLS])
