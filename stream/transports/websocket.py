@@ -110,6 +110,13 @@ def _error_object(document: bytes) -> bytes:
     return document
 
 
+def _refused_error(body: dict[str, Any]) -> bytes:
+    """As :func:`_error_object` for an error document still in hand as a dict (no
+    dump-parse-dump round trip)."""
+    error = body.get("error")
+    return json.dumps(error if isinstance(error, dict) else body, ensure_ascii=False).encode()
+
+
 class WebSocketEndpoint:
     """An ASGI WebSocket app serving one API's requests (see the module notes);
     ``error_body`` shapes the errors this transport makes itself, as the API's documents."""
@@ -210,16 +217,14 @@ class WebSocketEndpoint:
         try:
             opened = await self._open(body)
         except Refused as exc:
-            error = json.dumps(exc.body, ensure_ascii=False).encode()
-            await outbox.send(_message(request_id, "error", _error_object(error)))
+            await outbox.send(_message(request_id, "error", _refused_error(exc.body)))
             return
         try:
             if opened.whole is not None:
                 try:
                     data = await opened.whole()
                 except Refused as exc:
-                    error = json.dumps(exc.body, ensure_ascii=False).encode()
-                    await outbox.send(_message(request_id, "error", _error_object(error)))
+                    await outbox.send(_message(request_id, "error", _refused_error(exc.body)))
                     return
                 await outbox.send(_message(request_id, "event", data))
                 await outbox.send(_message(request_id, "done", b"true"))
