@@ -69,6 +69,14 @@ class BlockParser:
         self._opener = ""
         self._group = 0
         self._extent = JsonExtent(syntax.stop)
+        self._steps = {
+            "text": self._text,
+            "head": self._head,
+            "args": self._args,
+            "tail": self._tail,
+            "next": self._next,
+            "end": self._end,
+        }
 
     def push(self, text: str) -> list[SyntaxEvent]:
         self._buffer += text
@@ -79,15 +87,7 @@ class BlockParser:
 
     def _run(self, *, final: bool, truncated: bool) -> list[SyntaxEvent]:
         events: list[SyntaxEvent] = []
-        steps = {
-            "text": self._text,
-            "head": self._head,
-            "args": self._args,
-            "tail": self._tail,
-            "next": self._next,
-            "end": self._end,
-        }
-        while steps[self._state](events, final, truncated):
+        while self._steps[self._state](events, final, truncated):
             pass
         return events
 

@@ -201,6 +201,14 @@ class _XmlParser:
         self._streamed = False  # the value is a string, streamed as it comes
         self._fresh = True  # the value's first newline (markup) may still come
         self._closed = False  # the tail's </tool_call> was seen
+        self._steps = {
+            "text": self._text,
+            "head": self._head,
+            "params": self._params,
+            "name": self._name,
+            "value": self._value,
+            "tail": self._tail,
+        }
 
     def push(self, text: str) -> list[SyntaxEvent]:
         self._buffer += text
@@ -211,15 +219,7 @@ class _XmlParser:
 
     def _run(self, *, final: bool, truncated: bool) -> list[SyntaxEvent]:
         events: list[SyntaxEvent] = []
-        step = {
-            "text": self._text,
-            "head": self._head,
-            "params": self._params,
-            "name": self._name,
-            "value": self._value,
-            "tail": self._tail,
-        }
-        while step[self._state](events, final, truncated):
+        while self._steps[self._state](events, final, truncated):
             pass
         return events
 
